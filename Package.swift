@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let root = Context.packageDirectory
+
+let package = Package(
+    name: "aiges-swift-wrapper",
+    products: [
+        .library(name: "wrapper", type: .dynamic, targets: ["AigesWrapper"]),
+        .executable(name: "aiges-harness", targets: ["aiges-harness"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPython", path: "Sources/CPython", pkgConfig: "python3-embed",
+            providers: [.apt(["libpython3-dev"])]),
+        .systemLibrary(name: "AigesABI", path: "include"),
+        .target(name: "CPythonShims", dependencies: ["CPython"]),
+        .target(
+            name: "AigesBridge",
+            dependencies: ["CPython", "CPythonShims", "AigesABI", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "AigesWrapper", dependencies: ["AigesBridge", "AigesABI"],
+            exclude: ["exports.map"], linkerSettings: [
+                .unsafeFlags(["-static-stdlib", "-Xlinker", "--version-script=\(root)/Sources/AigesWrapper/exports.map"])
+            ]),
+        .executableTarget(name: "aiges-harness", dependencies: ["AigesABI"], cSettings: [.headerSearchPath("../../include")], linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+    ]
+)

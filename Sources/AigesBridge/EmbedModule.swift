@@ -1,0 +1,72 @@
+import CPython
+import CPythonShims
+
+/// Installs `aiges_embed` and `_aiges_plugin` into `sys.modules` and keeps the objects
+/// the Swift side calls (node classes, helpers). Everything here needs the GIL.
+enum Bootstrap {
+    /// Objects from the embedded modules, created once and never released.
+    struct Objects {
+        let dataListNode: PyPointer
+        let dataListCls: PyPointer
+        let loadWrapper: PyPointer
+        let method: PyPointer
+        let describe: PyPointer
+        let detach: PyPointer  // the str "_detach"
+        let release: PyPointer  // the str "release"
+    }
+
+    /// Set once by `install` before any request can arrive; read only with the GIL held.
+    nonisolated(unsafe) private(set) static var objects: Objects?
+
+    /// Creates the modules. Safe to call again (does nothing the second time).
+    static func install() throws(PluginError) {
+        guard objects == nil else { return }
+        let embed = try makeModule("aiges_embed", source: aigesEmbedSource, natives: NativeFunctions.table)
+        let plugin = try makeModule("_aiges_plugin", source: aigesPluginSource, natives: [])
+        objects = Objects(
+            dataListNode: try attribute(embed.pointer, "DataListNode").take(),
+            dataListCls: try attribute(embed.pointer, "DataListCls").take(),
+            loadWrapper: try attribute(plugin.pointer, "load_wrapper").take(),
+            method: try attribute(plugin.pointer, "method").take(),
+            describe: try attribute(plugin.pointer, "describe").take(),
+            detach: try makeUnicode("_detach").take(),
+            release: try makeUnicode("release").take())
+    }
+
+    /// Runs `source` as module `name`, with `natives` in its namespace, and registers it in sys.modules.
+    private static func makeModule(_ name: String, source: String, natives: [UnsafeMutablePointer<PyMethodDef>])
+        throws(PluginError) -> PyRef
+    {
+        let module = try PyRef(steal: PyModule_New(name), "creating module \(name)")
+        guard let namespace = PyModule_GetDict(module.pointer) else {  // borrowed
+            throw PluginError.fromPython(.initFailed, "module \(name)")
+        }
+        PyDict_SetItemString(namespace, "__builtins__", PyEval_GetBuiltins())
+        for definition in natives {
+            let function = try PyRef(steal: PyCFunction_NewEx(definition, nil, nil), "native function")
+            PyDict_SetItemString(namespace, definition.pointee.ml_name, function.pointer)
+        }
+        let code = try PyRef(steal: Py_CompileString(source, "<\(name)>", Py_file_input), "compiling \(name)")
+        _ = try PyRef(steal: PyEval_EvalCode(code.pointer, namespace, namespace), "running \(name)")
+        guard PyDict_SetItemString(PyImport_GetModuleDict(), name, module.pointer) == 0 else {
+            throw PluginError.fromPython(.initFailed, "registering \(name)")
+        }
+        return module
+    }
+
+    /// `_aiges_plugin.describe(exception)`: its summary line and traceback, or nil if that fails.
+    static func describe(_ exception: PyPointer) -> (String, String)? {
+        guard let describe = objects?.describe else { return nil }
+        var argument: PyPointer? = exception
+        guard let result = aiges_py_vectorcall(describe, &argument, 1) else {
+            PyErr_Clear()
+            return nil
+        }
+        defer { Py_DecRef(result) }
+        guard aiges_py_is_tuple(result) != 0, PyTuple_Size(result) == 2,
+            let summary = PyTuple_GetItem(result, 0).flatMap(string(fromUnicode:)),
+            let traceback = PyTuple_GetItem(result, 1).flatMap(string(fromUnicode:))
+        else { return nil }
+        return (summary, traceback)
+    }
+}

@@ -1,0 +1,218 @@
+import AigesABI
+import CPython
+import Glibc
+import Synchronization
+
+/// The plugin's service layer: lifecycle state and the work behind each exported C function.
+///
+/// Every method throws `PluginError`; `errorCode(_:)` turns that into the loader's int.
+public enum Plugin {
+    /// The version string `wrapperVersion` returns.
+    public static let version: StaticString = "aiges-swift-wrapper 0.1.0"
+
+    private enum State {
+        case stopped
+        case starting
+        case running(UserWrapper)
+        case stopping
+    }
+
+    private static let state = Mutex(State.stopped)
+
+    // MARK: lifecycle
+
+    /// Starts Python (once per process), loads wrapper.py and calls its `wrapperInit(config)`.
+    ///
+    /// The corresponding C function is `wrapperInit`.
+    public static func initialize(config: UnsafeMutablePointer<ParamList>?) throws(PluginError) {
+        try state.withLock { state throws(PluginError) in
+            switch state {
+            case .stopped: state = .starting
+            case .starting, .stopping: throw PluginError(.alreadyInitialized, "wrapperInit or wrapperFini in progress")
+            case .running: throw PluginError(.alreadyInitialized, "call wrapperFini before wrapperInit again")
+            }
+        }
+        do throws(PluginError) {
+            let wrapper = try start(config)
+            state.withLock { $0 = .running(wrapper) }
+        } catch {
+            state.withLock { $0 = .stopped }
+            throw error
+        }
+    }
+
+    private static func start(_ config: UnsafeMutablePointer<ParamList>?) throws(PluginError) -> UserWrapper {
+        var settings: [String: String] = [:]
+        try forEachParam(config, "config") { entry throws(PluginError) in
+            let value = entry.value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: entry.length), as: UTF8.self) }
+            settings[String(cString: entry.key)] = value ?? ""
+        }
+        Log.configure(level: settings["log.level"])
+        try Interpreter.startOnce()
+        let path = try locateWrapperFile(configured: settings["wrapper.file"])
+        let className = settings["wrapper.class"] ?? "Wrapper"
+        return try withGIL { () throws(PluginError) -> UserWrapper in
+            let wrapper = try UserWrapper(path: path, className: className)
+            let dict = try makeDict(config, "config")
+            let code: Int32
+            do throws(PluginError) {
+                code = wrapper.defines(.wrapperInit) ? try wrapper.callForCode(.wrapperInit, [dict.pointer]) : 0
+            } catch {
+                throw PluginError(.initFailed, "\(path): \(error.detail)")
+            }
+            guard code == 0 else { throw PluginError(wrapperCode: code) }
+            Log.logger.info("loaded \(className) from \(path)")
+            return wrapper
+        }
+    }
+
+    /// The wrapper.py to load: `wrapper.file` if configured, else ./wrapper.py, else one beside libwrapper.so.
+    private static func locateWrapperFile(configured: String?) throws(PluginError) -> String {
+        if let configured, !configured.isEmpty {
+            guard access(configured, R_OK) == 0 else {
+                throw PluginError(.initFailed, "wrapper.file \(configured) cannot be read: \(String(cString: strerror(errno)))")
+            }
+            return configured
+        }
+        var candidates: [String] = []
+        if let cwd = getcwd(nil, 0) {  // malloc'd by libc, freed here
+            candidates.append(String(cString: cwd) + "/wrapper.py")
+            free(cwd)
+        }
+        if let directory = Interpreter.libraryDirectory { candidates.append(directory + "/wrapper.py") }
+        guard let found = candidates.first(where: { access($0, R_OK) == 0 }) else {
+            throw PluginError(
+                .initFailed, "wrapper.py not found (looked for \(candidates.joined(separator: ", "))); set wrapper.file")
+        }
+        return found
+    }
+
+    /// Calls wrapper.py's `wrapperFini()` and unloads it. The interpreter stays up.
+    ///
+    /// The corresponding C function is `wrapperFini`.
+    public static func finish() throws(PluginError) {
+        let wrapper = try state.withLock { state throws(PluginError) -> UserWrapper in
+            guard case .running(let wrapper) = state else {
+                throw PluginError(.notInitialized, "wrapperFini without a successful wrapperInit")
+            }
+            state = .stopping
+            return wrapper
+        }
+        defer { state.withLock { $0 = .stopped } }
+        let code = try withGIL { () throws(PluginError) -> Int32 in
+            wrapper.defines(.wrapperFini) ? try wrapper.callForCode(.wrapperFini, []) : 0
+        }
+        if code != 0 { throw PluginError(wrapperCode: code) }
+    }
+
+    /// The loaded wrapper, or `notInitialized`.
+    static func running() throws(PluginError) -> UserWrapper {
+        try state.withLock { state throws(PluginError) -> UserWrapper in
+            guard case .running(let wrapper) = state else {
+                throw PluginError(.notInitialized, "call wrapperInit first (or it failed: see its error)")
+            }
+            return wrapper
+        }
+    }
+
+    // MARK: errors
+
+    /// Text for `code`: the plugin's own description and latest detail, or wrapper.py's
+    /// `wrapperError(code)`. The pointer stays valid after the call (see `ErrorTexts`).
+    ///
+    /// The corresponding C function is `wrapperError`.
+    public static func errorText(_ code: Int32) -> UnsafePointer<CChar> {
+        if code == 0 { return ErrorTexts.stable("success") }
+        if let text = ErrorTexts.pluginText(code) { return ErrorTexts.stable(text) }
+        guard let wrapper = try? running(), wrapper.defines(.wrapperError) else {
+            return ErrorTexts.stable("wrapper.py error \(code)")
+        }
+        let text = withGIL { () -> String in
+            guard let codeObject = try? PyRef(steal: PyLong_FromLong(Int(code)), ""),
+                let result = try? wrapper.call(.wrapperError, [codeObject.pointer])
+            else { return "wrapper.py error \(code) (its wrapperError failed)" }
+            return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? "wrapper.py error \(code)"
+        }
+        return ErrorTexts.stable(text)
+    }
+
+    // MARK: one-shot
+
+    /// Runs `wrapperOnceExec(params, reqData, usrTag, persId)` and hands its Response to the loader
+    /// as `*response` (owned by the plugin until `releaseExecOutput`).
+    ///
+    /// The corresponding C function is `wrapperExec`.
+    public static func exec(
+        usrTag: UnsafePointer<CChar>?, params: UnsafeMutablePointer<ParamList>?,
+        request: UnsafeMutablePointer<DataList>?, response: UnsafeMutablePointer<UnsafeMutablePointer<DataList>?>?,
+        personalisationIds: UnsafeMutablePointer<UInt32>?, personalisationCount: Int32
+    ) throws(PluginError) {
+        guard let response else { throw PluginError(.invalidArgument, "wrapperExec: respData is NULL") }
+        response.pointee = nil
+        let wrapper = try running()
+        let batch = try withGIL { () throws(PluginError) -> OutputBatch in
+            let params = try Params(params)
+            let tag = try makeUnicode(usrTag.map { String(cString: $0) } ?? "")
+            let persId = try PyRef(
+                steal: PyLong_FromUnsignedLong(UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),
+                "persId")
+            let request = try LoanedRequest.make(request, "reqData")
+            let result = try wrapper.call(
+                .wrapperOnceExec, [params.dict.pointer, request.list, tag.pointer, persId.pointer], sid: params.sid)
+            return try OutputBatch(result.pointer, kind: .once, loans: request.loans)
+        }
+        response.pointee = batch.head
+        ExecOutputs.hold(batch)
+    }
+
+    /// Releases what `exec` returned and clears `*response`. Never reads usrTag (the loader freed it).
+    ///
+    /// The corresponding C function is `wrapperExecFree`.
+    public static func releaseExecOutput(_ response: UnsafeMutablePointer<UnsafeMutablePointer<DataList>?>?)
+        throws(PluginError)
+    {
+        guard let response else { throw PluginError(.invalidArgument, "wrapperExecFree: respData is NULL") }
+        guard let head = response.pointee else { return }
+        let batch = try ExecOutputs.take(head)
+        response.pointee = nil
+        _ = batch  // dropped here, outside any lock: frees the C list and releases the Python buffers
+    }
+
+    // MARK: not yet supported
+
+    /// Placeholder for entry points whose support lands with sessions, async and personalisation.
+    public static func unsupported(_ entryPoint: String) -> PluginError {
+        PluginError(.notSupported, "\(entryPoint) is not supported by \(version) yet")
+    }
+}
+
+/// Output lists handed to the loader by `wrapperExec`, until `wrapperExecFree`.
+enum ExecOutputs {
+    private static let live = Mutex<[UInt: OutputBatch]>([:])
+
+    static func hold(_ batch: OutputBatch) {
+        guard let head = batch.head else { return }
+        live.withLock { $0[UInt(bitPattern: head)] = batch }
+    }
+
+    /// Removes and returns the batch whose first node is `head`; unknown pointers are an error, never freed.
+    static func take(_ head: UnsafeMutablePointer<DataList>) throws(PluginError) -> OutputBatch {
+        guard let batch = live.withLock({ $0.removeValue(forKey: UInt(bitPattern: head)) }) else {
+            throw PluginError(.unknownHandle, "wrapperExecFree: this list was not returned by wrapperExec or was freed")
+        }
+        return batch
+    }
+}
+
+/// Runs an entry point's body and returns the loader's int: 0, or the error's code with its
+/// text recorded for `wrapperError`.
+public func errorCode(_ body: () throws(PluginError) -> Void) -> Int32 {
+    do {
+        try body()
+        return 0
+    } catch {
+        ErrorTexts.record(error)
+        if error.isPluginCode { Log.logger.debug("returning \(error.code): \(error.detail)") }
+        return error.code
+    }
+}

@@ -1,0 +1,185 @@
+import AigesABI
+import CPython
+import CPythonShims
+
+/// How a Response becomes output.
+enum OutputKind {
+    /// One-shot result: every node gets status DataOnce; an empty list is an error.
+    case once
+    /// Session or callback result: statuses kept; an empty list means "nothing yet".
+    case stream
+}
+
+/// A C output list made from a Python `Response`, and what keeps its memory alive.
+///
+/// Payloads are lent, not copied: each node's `data` points into the Python object's buffer,
+/// which stays exported (and the object alive) until this batch is dropped — by
+/// `wrapperExecFree`, the next `wrapperRead`, `wrapperDestroy`, or the callback's return.
+final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped by one owner
+    /// The first node, or nil for an empty list.
+    private(set) var head: UnsafeMutablePointer<DataList>?
+    /// Number of nodes.
+    private(set) var count = 0
+    /// The statuses of the nodes, in order.
+    private(set) var statuses: [UInt32] = []
+    private var memory = CAllocations()
+    private var buffers: UnsafeMutablePointer<Py_buffer>?
+    private var heldBuffers = 0
+
+    /// Converts `response` (GIL required). `loans` are the request's loader buffers: an output that
+    /// points into one of them is copied, since the loader frees its input when the call returns.
+    init(_ response: PyPointer, kind: OutputKind, loans: [UnsafeRawBufferPointer] = []) throws(PluginError) {
+        if let code = int32(response) {
+            throw code != 0 ? PluginError(wrapperCode: code) : PluginError(.badReturnType, "expected a Response, got 0")
+        }
+        guard PyObject_HasAttrString(response, "list") != 0 else {
+            throw PluginError(.badReturnType, "expected a Response, got \(PythonException.typeName(of: response))")
+        }
+        if let code = try optionalAttribute(response, "error_code"), aiges_py_is_long(code.pointer) != 0 {
+            guard let value = int32(code.pointer) else { throw PluginError(.badReturnType, "error_code out of range") }
+            if value != 0 { throw PluginError(wrapperCode: value) }
+        }
+        let items = try attribute(response, "list")
+        let sequence = try PyRef(steal: PySequence_Fast(items.pointer, "Response.list must be a list"), "Response.list")
+        let total = aiges_py_fast_size(sequence.pointer)
+        if total == 0, kind == .once {
+            throw PluginError(.emptyResponse, "wrapperOnceExec returned a Response whose list is empty")
+        }
+        guard total > 0 else { return }
+        let nodes = try memory.allocate(DataList.self, count: total)
+        buffers = try memory.allocate(Py_buffer.self, count: total)
+        for index in 0..<total {
+            guard let item = aiges_py_fast_item(sequence.pointer, index) else { continue }  // borrowed
+            try fill(nodes + index, from: item, kind: kind, loans: loans)
+            nodes[index].next = index + 1 < total ? nodes + index + 1 : nil
+            statuses.append(nodes[index].status.rawValue)
+        }
+        head = nodes
+        count = total
+    }
+
+    /// Fills one C node from a `ResponseData`.
+    private func fill(
+        _ node: UnsafeMutablePointer<DataList>, from item: PyPointer, kind: OutputKind,
+        loans: [UnsafeRawBufferPointer]
+    ) throws(PluginError) {
+        let keyObject = try attribute(item, "key")
+        guard let key = string(fromUnicode: keyObject.pointer) else {
+            throw PluginError(
+                .invalidOutput, "ResponseData.key must be a str, got \(PythonException.typeName(of: keyObject.pointer))")
+        }
+        node.pointee.key = try memory.copy(key)
+        node.pointee.type = DataType(rawValue: try field(item, "type", key: key, default: 0))
+        let status = try field(item, "status", key: key, default: UInt32(DataContinue.rawValue))
+        node.pointee.status = kind == .once ? DataOnce : DataStatus(rawValue: status)
+        let declared = try field(item, "len", key: key, default: 0)
+        let bytes = try lend(try attribute(item, "data"), key: key)
+        // len 0 (or unset) means "the whole buffer"; a larger len than the buffer is never read.
+        guard Int(declared) <= bytes.count else {
+            throw PluginError(.invalidOutput, "\"\(key)\": len \(declared) is larger than its data (\(bytes.count) bytes)")
+        }
+        guard let length = UInt32(exactly: declared > 0 ? Int(declared) : bytes.count) else {
+            throw PluginError(.invalidOutput, "\"\(key)\": \(bytes.count) bytes is over the 4 GiB limit of len")
+        }
+        var data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
+        if let start = bytes.baseAddress, loans.contains(where: { $0.overlaps(start) }) {
+            data = try memory.copy(UnsafeRawBufferPointer(start: start, count: Int(length)))
+            releaseExport(of: start)  // the request's view must be revocable when the call returns
+        }
+        node.pointee.data = length > 0 ? data : nil
+        node.pointee.len = length
+        node.pointee.desc = try descList(item, key: key)
+    }
+
+    /// Lends `data`'s bytes: keeps a buffer export of it until the batch is dropped.
+    /// None is empty; str is encoded as UTF-8; non-contiguous buffers are copied once.
+    private func lend(_ data: borrowing PyRef, key: String) throws(PluginError) -> UnsafeRawBufferPointer {
+        if data.pointer == aiges_py_none() { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        if aiges_py_is_unicode(data.pointer) != 0 {
+            let encoded = try PyRef(steal: PyUnicode_AsUTF8String(data.pointer), "encoding \"\(key)\"")
+            return try lend(encoded, key: key)
+        }
+        guard let buffers else { throw PluginError(.internalError, "no buffer slots") }
+        let slot = buffers + heldBuffers
+        if PyObject_GetBuffer(data.pointer, slot, PyBUF_SIMPLE) == 0 {
+            heldBuffers += 1
+            return UnsafeRawBufferPointer(start: slot.pointee.buf, count: slot.pointee.len)
+        }
+        PyErr_Clear()
+        guard PyObject_GetBuffer(data.pointer, slot, PyBUF_FULL_RO) == 0 else {
+            let type = PythonException.typeName(of: data.pointer)
+            PyErr_Clear()
+            throw PluginError(.invalidOutput, "\"\(key)\": data must be bytes-like or str, got \(type)")
+        }
+        defer { PyBuffer_Release(slot) }
+        let copy = try memory.allocate(UInt8.self, count: slot.pointee.len)
+        guard PyBuffer_ToContiguous(copy, slot, slot.pointee.len, CChar(UInt8(ascii: "C"))) == 0 else {
+            throw PluginError.fromPython(.invalidOutput, "\"\(key)\": making data contiguous")
+        }
+        return UnsafeRawBufferPointer(start: copy, count: slot.pointee.len)
+    }
+
+    /// Releases the most recent buffer export if it is the one over `start`.
+    private func releaseExport(of start: UnsafeRawPointer) {
+        guard let buffers, heldBuffers > 0, buffers[heldBuffers - 1].buf == UnsafeMutableRawPointer(mutating: start)
+        else { return }
+        heldBuffers -= 1
+        PyBuffer_Release(buffers + heldBuffers)
+    }
+
+    /// The node's `desc` dict (if any) as a C ParamList.
+    private func descList(_ item: PyPointer, key: String) throws(PluginError) -> UnsafeMutablePointer<ParamList>? {
+        guard let desc = try optionalAttribute(item, "desc"), desc.pointer != aiges_py_none() else { return nil }
+        guard aiges_py_is_dict(desc.pointer) != 0 else {
+            throw PluginError(.invalidOutput, "\"\(key)\": desc must be a dict")
+        }
+        var entries: [(key: String, value: String)] = []
+        var position: Py_ssize_t = 0
+        var name: PyPointer?
+        var value: PyPointer?
+        while PyDict_Next(desc.pointer, &position, &name, &value) != 0 {
+            guard let name, let value else { continue }
+            entries.append((str(name) ?? "", str(value) ?? ""))
+        }
+        return try memory.paramList(entries)
+    }
+
+    /// An unsigned int attribute (None or missing → `default`).
+    private func field(_ item: PyPointer, _ name: StaticString, key: String, default: UInt32) throws(PluginError)
+        -> UInt32
+    {
+        guard let value = try optionalAttribute(item, name), value.pointer != aiges_py_none() else { return `default` }
+        guard let number = int32(value.pointer), number >= 0 else {
+            throw PluginError(.invalidOutput, "\"\(key)\": \(name) must be a non-negative int")
+        }
+        return UInt32(number)
+    }
+
+    deinit {
+        guard heldBuffers > 0, let buffers else { return }
+        withGIL {
+            for index in 0..<heldBuffers { PyBuffer_Release(buffers + index) }
+        }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Whether `pointer` lies inside this buffer.
+    fileprivate func overlaps(_ pointer: UnsafeRawPointer) -> Bool {
+        guard let start = baseAddress else { return false }
+        return pointer >= start && pointer < start + count
+    }
+}
+
+/// `object.name`, or nil if it has no such attribute. GIL required.
+func optionalAttribute(_ object: PyPointer, _ name: StaticString) throws(PluginError) -> PyRef? {
+    let raw = UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
+    guard let value = PyObject_GetAttrString(object, raw) else {
+        if PyErr_ExceptionMatches(aiges_py_exc_attribute_error()) != 0 {
+            PyErr_Clear()
+            return nil
+        }
+        throw PluginError.fromPython(.invalidOutput, "reading .\(name)")
+    }
+    return try PyRef(steal: value, "")
+}

@@ -1,0 +1,39 @@
+/*
+ * Tiny C wrappers for CPython macros and inline functions that Swift cannot
+ * import (or imports awkwardly). Every symbol is prefixed aiges_py_.
+ */
+#ifndef AIGES_CPYTHON_SHIMS_H
+#define AIGES_CPYTHON_SHIMS_H
+
+#include "../../CPython/CPython.h"
+
+/** Borrowed reference to None. */
+PyObject *aiges_py_none(void);
+/** Current reference count of o. */
+Py_ssize_t aiges_py_refcnt(PyObject *o);
+
+int aiges_py_is_long(PyObject *o);
+int aiges_py_is_unicode(PyObject *o);
+int aiges_py_is_bytes(PyObject *o);
+int aiges_py_is_list(PyObject *o);
+int aiges_py_is_tuple(PyObject *o);
+int aiges_py_is_dict(PyObject *o);
+
+/** PySequence_Fast_GET_SIZE / PySequence_Fast_GET_ITEM (borrowed) on a PySequence_Fast result. */
+Py_ssize_t aiges_py_fast_size(PyObject *fast);
+PyObject *aiges_py_fast_item(PyObject *fast, Py_ssize_t index);
+
+/** Fast call: callable(*args[0..<nargs]). New reference or NULL with an exception set. */
+PyObject *aiges_py_vectorcall(PyObject *callable, PyObject *const *args, size_t nargs);
+
+/** A read-only memoryview over memory Python does not own (borrowed until released). */
+PyObject *aiges_py_readonly_view(const void *data, Py_ssize_t len);
+
+/** Exception types Swift 6 cannot read as globals (they are mutable C variables). */
+PyObject *aiges_py_exc_type_error(void);
+PyObject *aiges_py_exc_attribute_error(void);
+
+/** The path of the shared object containing address (dladdr), or NULL. */
+const char *aiges_shared_object_path(const void *address);
+
+#endif

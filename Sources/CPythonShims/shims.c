@@ -1,0 +1,33 @@
+#define _GNU_SOURCE
+#include "CPythonShims.h"
+#include <dlfcn.h>
+
+PyObject *aiges_py_none(void) { return Py_None; }
+Py_ssize_t aiges_py_refcnt(PyObject *o) { return Py_REFCNT(o); }
+
+int aiges_py_is_long(PyObject *o) { return PyLong_Check(o); }
+int aiges_py_is_unicode(PyObject *o) { return PyUnicode_Check(o); }
+int aiges_py_is_bytes(PyObject *o) { return PyBytes_Check(o); }
+int aiges_py_is_list(PyObject *o) { return PyList_Check(o); }
+int aiges_py_is_tuple(PyObject *o) { return PyTuple_Check(o); }
+int aiges_py_is_dict(PyObject *o) { return PyDict_Check(o); }
+
+Py_ssize_t aiges_py_fast_size(PyObject *fast) { return PySequence_Fast_GET_SIZE(fast); }
+PyObject *aiges_py_fast_item(PyObject *fast, Py_ssize_t index) { return PySequence_Fast_GET_ITEM(fast, index); }
+
+PyObject *aiges_py_vectorcall(PyObject *callable, PyObject *const *args, size_t nargs) {
+    return PyObject_Vectorcall(callable, args, nargs, NULL);
+}
+
+PyObject *aiges_py_readonly_view(const void *data, Py_ssize_t len) {
+    /* PyMemoryView_FromMemory takes char *, but PyBUF_READ never writes through it. */
+    return PyMemoryView_FromMemory((char *)data, len, PyBUF_READ);
+}
+
+PyObject *aiges_py_exc_type_error(void) { return PyExc_TypeError; }
+PyObject *aiges_py_exc_attribute_error(void) { return PyExc_AttributeError; }
+
+const char *aiges_shared_object_path(const void *address) {
+    Dl_info info;
+    return dladdr(address, &info) != 0 ? info.dli_fname : NULL;
+}

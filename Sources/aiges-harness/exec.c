@@ -1,0 +1,103 @@
+/*
+ * exec mode: one-shot requests through wrapperExec / wrapperExecFree, from N loader-style threads.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "options.h"
+
+typedef struct {
+    const Options *options;
+    Plugin *plugin;
+    int thread;
+    int failures;
+} Caller;
+
+static pthread_mutex_t printLock = PTHREAD_MUTEX_INITIALIZER;
+
+/* One request, built and freed like the loader does; returns 0 on success. */
+static int one_request(Caller *caller, int call) {
+    const Options *options = caller->options;
+    char suffix[64] = "", sid[64];
+    if (options->unique) snprintf(suffix, sizeof suffix, "#%d-%d", caller->thread, call);
+    snprintf(sid, sizeof sid, "harness-%d-%d", caller->thread, call);
+
+    Pair params[MAX_PAIRS + 1];
+    int count = 0, hasSid = 0;
+    for (int i = 0; i < options->paramCount; i++) {
+        params[count++] = options->params[i];
+        hasSid |= strcmp(options->params[i].key, "sid") == 0;
+    }
+    if (!hasSid) params[count++] = (Pair){"sid", sid};
+
+    pParamList paramList = params_build(params, count);
+    pDataList request = data_build(options->inputs, options->inputCount, suffix);
+    pDataList response = NULL;
+    char usrTag[64];
+    snprintf(usrTag, sizeof usrTag, "tag-%d-%d", caller->thread, call);
+
+    int code = caller->plugin->exec(usrTag, paramList, request, &response, NULL, 0);
+    /* The loader frees its input right after the call: poisoned, so any late read shows. */
+    params_free(paramList);
+    data_free(request);
+
+    int failed = code != 0;
+    pthread_mutex_lock(&printLock);
+    if (code != 0) {
+        printf("request %d.%d: wrapperExec returned %d: %s\n", caller->thread, call, code, caller->plugin->error(code));
+    } else {
+        int first = caller->thread == 0 && call == 0;
+        if (!options->quiet && (first || options->repeat * options->threads <= 8)) {
+            printf("request %d.%d: ok\n", caller->thread, call);
+            print_output(response, "  ");
+        }
+        if (options->checkEcho && check_echo(options, response, suffix) != 0) failed = 1;
+        if (first && options->outDir != NULL && write_output(response, options->outDir) != 0) failed = 1;
+    }
+    pthread_mutex_unlock(&printLock);
+
+    if (response != NULL) {
+        memset(usrTag, 0xDB, sizeof usrTag); /* the loader frees usrTag before wrapperExecFree */
+        int freed = caller->plugin->execFree(usrTag, &response);
+        if (freed != 0 || response != NULL) {
+            printf("request %d.%d: wrapperExecFree returned %d\n", caller->thread, call, freed);
+            failed = 1;
+        }
+    }
+    return failed;
+}
+
+static void *caller_main(void *argument) {
+    Caller *caller = argument;
+    for (int call = 0; call < caller->options->repeat; call++) caller->failures += one_request(caller, call);
+    return NULL;
+}
+
+int run_exec(const Options *options, Plugin *plugin) {
+    if (!options->noInit && harness_init(options, plugin) != 0) return 1;
+    Caller callers[256];
+    pthread_t threads[256];
+    for (int t = 0; t < options->threads; t++) {
+        callers[t] = (Caller){options, plugin, t, 0};
+        if (pthread_create(&threads[t], NULL, caller_main, &callers[t]) != 0) {
+            fprintf(stderr, "harness: cannot start thread %d\n", t);
+            return 1;
+        }
+    }
+    int failures = 0;
+    for (int t = 0; t < options->threads; t++) {
+        pthread_join(threads[t], NULL);
+        failures += callers[t].failures;
+    }
+    int total = options->threads * options->repeat;
+    if (!options->noInit) {
+        int code = plugin->fini();
+        if (code != 0) {
+            printf("wrapperFini returned %d: %s\n", code, plugin->error(code));
+            failures++;
+        }
+    }
+    printf("exec: %d requests, %d failed\n", total, failures);
+    return failures == 0 ? 0 : 1;
+}
