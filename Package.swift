@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "aiges-harness", targets: ["aiges-harness"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2")
     ],
     targets: [
         .systemLibrary(
@@ -23,9 +23,15 @@ let package = Package(
             dependencies: ["CPython", "CPythonShims", "AigesABI", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "AigesWrapper", dependencies: ["AigesBridge", "AigesABI"],
-            exclude: ["exports.map"], linkerSettings: [
-                .unsafeFlags(["-static-stdlib", "-Xlinker", "--version-script=\(root)/Sources/AigesWrapper/exports.map"])
+            exclude: ["exports.map"],
+            linkerSettings: [
+                .unsafeFlags([
+                    "-static-stdlib", "-Xlinker", "--version-script=\(root)/Sources/AigesWrapper/exports.map",
+                ])
             ]),
-        .executableTarget(name: "aiges-harness", dependencies: ["AigesABI"], cSettings: [.headerSearchPath("../../include")], linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        .testTarget(name: "PluginTests", path: "Tests/PluginTests"),
+        .executableTarget(
+            name: "aiges-harness", dependencies: ["AigesABI"], cSettings: [.headerSearchPath("../../include")],
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
     ]
 )

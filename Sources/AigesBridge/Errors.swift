@@ -69,10 +69,11 @@ public struct PluginError: Error, Sendable {
         self.detail = detail
     }
 
-    /// A non-zero code returned by wrapper.py; its text comes from wrapper.py's `wrapperError`.
-    init(wrapperCode: Int32) {
+    /// A non-zero code returned by wrapper.py; its text comes from wrapper.py's `wrapperError`,
+    /// unless `text` (captured while the wrapper was still loaded) is given.
+    init(wrapperCode: Int32, text: String = "") {
         self.code = wrapperCode
-        self.detail = ""
+        self.detail = text
     }
 
     /// Whether the code is one of the plugin's own.
@@ -102,15 +103,23 @@ enum ErrorTexts {
     }
 
     static let capacity = 512
-    nonisolated(unsafe) private static let outOfMemoryText = UnsafeRawPointer(("out of memory" as StaticString).utf8Start)
-        .assumingMemoryBound(to: CChar.self)
+    nonisolated(unsafe) private static let outOfMemoryText = UnsafeRawPointer(
+        ("out of memory" as StaticString).utf8Start
+    )
+    .assumingMemoryBound(to: CChar.self)
     private static let ring = Mutex(Ring(capacity: capacity))
     private static let details = Mutex<[Int32: String]>([:])
 
     /// Remembers `error`'s detail so that `wrapperError(code)` can show it.
     static func record(_ error: PluginError) {
-        guard error.isPluginCode else { return }
+        guard !error.detail.isEmpty || error.isPluginCode else { return }
         details.withLock { $0[error.code] = error.detail }
+    }
+
+    /// The text recorded for one of wrapper.py's codes while it was loaded, if any.
+    static func recordedWrapperText(_ code: Int32) -> String? {
+        guard PluginErrorCode(rawValue: code) == nil else { return nil }
+        return details.withLock { $0[code] }
     }
 
     /// The full text for one of the plugin's own codes, or nil for other codes.

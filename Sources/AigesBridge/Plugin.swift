@@ -44,7 +44,9 @@ public enum Plugin {
     private static func start(_ config: UnsafeMutablePointer<ParamList>?) throws(PluginError) -> UserWrapper {
         var settings: [String: String] = [:]
         try forEachParam(config, "config") { entry throws(PluginError) in
-            let value = entry.value.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: entry.length), as: UTF8.self) }
+            let value = entry.value.map {
+                String(decoding: UnsafeRawBufferPointer(start: $0, count: entry.length), as: UTF8.self)
+            }
             settings[String(cString: entry.key)] = value ?? ""
         }
         Log.configure(level: settings["log.level"])
@@ -60,7 +62,10 @@ public enum Plugin {
             } catch {
                 throw PluginError(.initFailed, "\(path): \(error.detail)")
             }
-            guard code == 0 else { throw PluginError(wrapperCode: code) }
+            guard code == 0 else {
+                // The wrapper is unloaded when init fails: keep its text for wrapperError(code).
+                throw PluginError(wrapperCode: code, text: wrapperText(wrapper, code))
+            }
             Log.logger.info("loaded \(className) from \(path)")
             return wrapper
         }
@@ -70,7 +75,8 @@ public enum Plugin {
     private static func locateWrapperFile(configured: String?) throws(PluginError) -> String {
         if let configured, !configured.isEmpty {
             guard access(configured, R_OK) == 0 else {
-                throw PluginError(.initFailed, "wrapper.file \(configured) cannot be read: \(String(cString: strerror(errno)))")
+                throw PluginError(
+                    .initFailed, "wrapper.file \(configured) cannot be read: \(String(cString: strerror(errno)))")
             }
             return configured
         }
@@ -82,7 +88,8 @@ public enum Plugin {
         if let directory = Interpreter.libraryDirectory { candidates.append(directory + "/wrapper.py") }
         guard let found = candidates.first(where: { access($0, R_OK) == 0 }) else {
             throw PluginError(
-                .initFailed, "wrapper.py not found (looked for \(candidates.joined(separator: ", "))); set wrapper.file")
+                .initFailed, "wrapper.py not found (looked for \(candidates.joined(separator: ", "))); set wrapper.file"
+            )
         }
         return found
     }
@@ -124,16 +131,17 @@ public enum Plugin {
     public static func errorText(_ code: Int32) -> UnsafePointer<CChar> {
         if code == 0 { return ErrorTexts.stable("success") }
         if let text = ErrorTexts.pluginText(code) { return ErrorTexts.stable(text) }
-        guard let wrapper = try? running(), wrapper.defines(.wrapperError) else {
-            return ErrorTexts.stable("wrapper.py error \(code)")
-        }
-        let text = withGIL { () -> String in
-            guard let codeObject = try? PyRef(steal: PyLong_FromLong(Int(code)), ""),
-                let result = try? wrapper.call(.wrapperError, [codeObject.pointer])
-            else { return "wrapper.py error \(code) (its wrapperError failed)" }
-            return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? "wrapper.py error \(code)"
-        }
-        return ErrorTexts.stable(text)
+        if let wrapper = try? running() { return ErrorTexts.stable(withGIL { wrapperText(wrapper, code) }) }
+        return ErrorTexts.stable(ErrorTexts.recordedWrapperText(code) ?? "wrapper.py error \(code)")
+    }
+
+    /// wrapper.py's `wrapperError(code)`, or a generic text if it has none or it fails. GIL required.
+    private static func wrapperText(_ wrapper: UserWrapper, _ code: Int32) -> String {
+        guard wrapper.defines(.wrapperError) else { return "wrapper.py error \(code)" }
+        guard let codeObject = try? PyRef(steal: PyLong_FromLong(Int(code)), ""),
+            let result = try? wrapper.call(.wrapperError, [codeObject.pointer])
+        else { return "wrapper.py error \(code) (its wrapperError failed)" }
+        return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? "wrapper.py error \(code)"
     }
 
     // MARK: one-shot
@@ -154,7 +162,8 @@ public enum Plugin {
             let params = try Params(params)
             let tag = try makeUnicode(usrTag.map { String(cString: $0) } ?? "")
             let persId = try PyRef(
-                steal: PyLong_FromUnsignedLong(UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),
+                steal: PyLong_FromUnsignedLong(
+                    UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),
                 "persId")
             let request = try LoanedRequest.make(request, "reqData")
             let result = try wrapper.call(

@@ -83,7 +83,8 @@ struct LoanedRequest: ~Copyable {
         }
     }
 
-    private func makeNode(_ entry: DataEntry, view: PyPointer, objects: Bootstrap.Objects) throws(PluginError) -> PyRef {
+    private func makeNode(_ entry: DataEntry, view: PyPointer, objects: Bootstrap.Objects) throws(PluginError) -> PyRef
+    {
         let key = try makeUnicode(entry.key, length: strlen(entry.key))
         let length = try PyRef(steal: PyLong_FromSize_t(entry.bytes.count), "len")
         let type = try PyRef(steal: PyLong_FromUnsignedLong(UInt(entry.type)), "type")
@@ -131,7 +132,8 @@ struct LoanedRequest: ~Copyable {
 }
 
 /// "" as a C string, for NULL values.
-nonisolated(unsafe) private let emptyString = UnsafePointer<CChar>(UnsafeRawPointer(("" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self))
+nonisolated(unsafe) private let emptyString = UnsafePointer<CChar>(
+    UnsafeRawPointer(("" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self))
 
 /// Something non-NULL to point an empty memoryview at.
 nonisolated(unsafe) private let emptyBytes = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)

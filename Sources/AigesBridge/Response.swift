@@ -66,7 +66,8 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         let keyObject = try attribute(item, "key")
         guard let key = string(fromUnicode: keyObject.pointer) else {
             throw PluginError(
-                .invalidOutput, "ResponseData.key must be a str, got \(PythonException.typeName(of: keyObject.pointer))")
+                .invalidOutput, "ResponseData.key must be a str, got \(PythonException.typeName(of: keyObject.pointer))"
+            )
         }
         node.pointee.key = try memory.copy(key)
         node.pointee.type = DataType(rawValue: try field(item, "type", key: key, default: 0))
@@ -76,7 +77,8 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         let bytes = try lend(try attribute(item, "data"), key: key)
         // len 0 (or unset) means "the whole buffer"; a larger len than the buffer is never read.
         guard Int(declared) <= bytes.count else {
-            throw PluginError(.invalidOutput, "\"\(key)\": len \(declared) is larger than its data (\(bytes.count) bytes)")
+            throw PluginError(
+                .invalidOutput, "\"\(key)\": len \(declared) is larger than its data (\(bytes.count) bytes)")
         }
         guard let length = UInt32(exactly: declared > 0 ? Int(declared) : bytes.count) else {
             throw PluginError(.invalidOutput, "\"\(key)\": \(bytes.count) bytes is over the 4 GiB limit of len")

@@ -53,7 +53,7 @@ static int one_request(Caller *caller, int call) {
             print_output(response, "  ");
         }
         if (options->checkEcho && check_echo(options, response, suffix) != 0) failed = 1;
-        if (first && options->outDir != NULL && write_output(response, options->outDir) != 0) failed = 1;
+        if (caller->thread == 0 && options->outDir != NULL && write_output(response, options->outDir) != 0) failed = 1;
     }
     pthread_mutex_unlock(&printLock);
 

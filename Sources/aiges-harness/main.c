@@ -30,7 +30,7 @@ static void usage(FILE *out) {
             "  -d, --desc K.N=V      desc entry N=V on input node K\n"
             "  -n, --repeat N        requests per thread (default 1)\n"
             "  -t, --threads N       caller threads (default 1)\n"
-            "  -o, --out-dir DIR     write each output node's data of the first request to DIR/KEY\n"
+            "  -o, --out-dir DIR     write each output node's data to DIR/KEY (thread 0, latest request)\n"
             "  -u, --unique          append #THREAD-CALL to every input so each request differs\n"
             "  -e, --check-echo      every output node must equal the input node with the same key\n"
             "  -q, --quiet           print only failures and the summary\n"

@@ -1,0 +1,3 @@
+class Wrapper:
+    def wrapperInit(self, config)
+        return 0

@@ -1,0 +1,6 @@
+class Wrapper:
+    def wrapperInit(self, config):
+        return 4321
+
+    def wrapperError(self, ret):
+        return f"licence check failed ({ret})"
