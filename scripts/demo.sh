@@ -10,3 +10,6 @@ dist/aiges-harness exec -c wrapper.file=examples/echo/wrapper.py -c log.level=in
 echo "--- the numpy example"
 dist/aiges-harness exec -c wrapper.file=examples/numpy/wrapper.py \
     -i samples:audio=gen:64K -d samples.dtype=int16
+echo "--- a streaming session (results pushed through the loader's callback, as with asyncMode = true)"
+dist/aiges-harness session --push -c wrapper.file=examples/streaming/wrapper.py \
+    -i text="streaming text arrives " -i text="in chunks and " -i text="is processed by a worker thread"

@@ -37,8 +37,11 @@ enum NativeFunctions {
     /// Method definitions; allocated once and never freed (Python keeps pointers to them).
     nonisolated(unsafe) static let table: [UnsafeMutablePointer<PyMethodDef>] = [
         define("_native_callback") { _, args in
-            guard arguments(args, count: 2, "callback(response, tag)") != nil else { return nil }
-            return PyLong_FromLong(Int(PluginErrorCode.notSupported.rawValue))
+            guard let args = arguments(args, count: 2, "callback(response, tag)"),
+                let response = PyTuple_GetItem(args, 0), let tag = PyTuple_GetItem(args, 1)
+            else { return nil }
+            let code = CallbackTargets.deliverFromPython(response, tag: string(fromUnicode: tag) ?? str(tag) ?? "")
+            return PyLong_FromLong(Int(code))
         },
         define("_native_metric") { _, args in
             guard let args = arguments(args, count: 3, "callback_metric(usrTag, key, count)"),

@@ -184,21 +184,22 @@ let aigesPluginSource = #"""
 
 
     def method(instance, name, most):
-        """The bound method `name` and how many positional arguments (up to `most`) it takes, or None."""
+        """(bound method, how many positional arguments up to `most` it takes, their lower-cased names
+        joined by ","), or None if the instance has no such method."""
         fn = getattr(instance, name, None)
         if fn is None or not callable(fn):
             return None
         try:
             parameters = inspect.signature(fn).parameters.values()
         except (TypeError, ValueError):
-            return (fn, most)
-        count = 0
+            return (fn, most, "")
+        names = []
         for p in parameters:
             if p.kind == p.VAR_POSITIONAL:
-                return (fn, most)
+                return (fn, most, ",".join(names))
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                count += 1
-        return (fn, min(count, most))
+                names.append(p.name.lower())
+        return (fn, min(len(names), most), ",".join(names))
 
 
     def describe(exc):

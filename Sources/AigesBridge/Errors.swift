@@ -24,8 +24,6 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
     case invalidOutput = 22008
     /// A handle or output pointer the plugin did not hand out, or already released.
     case unknownHandle = 22009
-    /// The entry point exists but this build does not support it yet.
-    case notSupported = 22010
     /// `wrapperInit` called twice without `wrapperFini`.
     case alreadyInitialized = 22011
     /// An asynchronous request got no final result within its timeout.
@@ -34,6 +32,8 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
     case internalError = 22013
     /// `callback_metric` / `callback_trace` called but the loader set no such hook.
     case hookNotSet = 22014
+    /// `aiges_embed.callback` for a tag that is unknown or whose request already ended (returned to Python).
+    case resultDropped = 22015
 
     /// Short fixed description, the first part of every `wrapperError` text for this code.
     var summary: String {
@@ -47,11 +47,11 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
         case .emptyResponse: "wrapper.py returned an empty response list"
         case .invalidOutput: "invalid output node"
         case .unknownHandle: "unknown or released handle"
-        case .notSupported: "not supported by this plugin version"
         case .alreadyInitialized: "already initialised"
         case .timeout: "request timed out"
         case .internalError: "internal error"
         case .hookNotSet: "the loader set no hook of this kind (wrapperSetCtrl)"
+        case .resultDropped: "result dropped: unknown tag, or its request already ended"
         }
     }
 }

@@ -30,30 +30,37 @@ func withoutGIL<Result>(_ body: () -> Result) -> Result {
 /// destructor deletes it when the thread exits: none leak. (The destructor cannot go through
 /// `PyGILState_*`: glibc has already cleared Python's own key by the time ours runs.)
 enum ThreadStates {
-    /// Value of an adopted thread: its `PyThreadState *`; the initial thread gets `initial` instead.
+    /// Value of an adopted thread: its `PyThreadState *`, or `unmanaged` for threads whose state
+    /// Python owns.
     private static let key: pthread_key_t? = {
         var key = pthread_key_t()
         let created = pthread_key_create(&key) { value in
-            guard let value, Int(bitPattern: value) != ThreadStates.initial else { return }
+            guard let value, Int(bitPattern: value) != ThreadStates.unmanaged else { return }
             ThreadStates.deleteAtThreadExit(value.assumingMemoryBound(to: PyThreadState.self))
         }
         return created == 0 ? key : nil
     }()
 
-    /// Marker for the thread that ran `Py_Initialize`: its state is the interpreter's main one, never deleted.
-    private static let initial = 1
+    /// Marker for threads we must not pin or delete: the one that ran `Py_Initialize` (the main
+    /// state) and threads Python created (`threading`), which already have a state of their own.
+    private static let unmanaged = 1
 
-    /// Marks the calling thread as adopted without a new state: for the thread that ran
-    /// `Py_Initialize`, whose main thread state already carries the pinning count.
+    /// Marks the thread that ran `Py_Initialize`: its main state already carries the pinning count.
     static func markInitialThread() {
         guard let key else { return }
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: initial))
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: unmanaged))
     }
 
     /// Creates and pins the calling thread's Python thread state if it has none yet.
     @inline(__always)
     static func adoptCurrentThread() {
         guard let key, pthread_getspecific(key) == nil else { return }
+        if PyGILState_GetThisThreadState() != nil {
+            // A thread Python knows (e.g. a `threading` worker calling aiges_embed.callback): it may
+            // hold the GIL right now, and its state is Python's to manage.
+            pthread_setspecific(key, UnsafeRawPointer(bitPattern: unmanaged))
+            return
+        }
         _ = PyGILState_Ensure()  // pinned: never released while the thread lives
         let state = PyThreadState_Get()
         _ = PyEval_SaveThread()  // let go of the GIL, keep the state

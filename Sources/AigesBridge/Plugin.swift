@@ -186,13 +186,6 @@ public enum Plugin {
         response.pointee = nil
         _ = batch  // dropped here, outside any lock: frees the C list and releases the Python buffers
     }
-
-    // MARK: not yet supported
-
-    /// Placeholder for entry points whose support lands with sessions, async and personalisation.
-    public static func unsupported(_ entryPoint: String) -> PluginError {
-        PluginError(.notSupported, "\(entryPoint) is not supported by \(version) yet")
-    }
 }
 
 /// Output lists handed to the loader by `wrapperExec`, until `wrapperExecFree`.

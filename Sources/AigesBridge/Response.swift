@@ -20,8 +20,12 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     private(set) var head: UnsafeMutablePointer<DataList>?
     /// Number of nodes.
     private(set) var count = 0
+    /// The last node, or nil for an empty list.
+    private var tail: UnsafeMutablePointer<DataList>? { head.map { $0 + (count - 1) } }
     /// The statuses of the nodes, in order.
     private(set) var statuses: [UInt32] = []
+    /// Payload bytes over all nodes.
+    private(set) var byteCount = 0
     private var memory = CAllocations()
     private var buffers: UnsafeMutablePointer<Py_buffer>?
     private var heldBuffers = 0
@@ -53,6 +57,7 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
             try fill(nodes + index, from: item, kind: kind, loans: loans)
             nodes[index].next = index + 1 < total ? nodes + index + 1 : nil
             statuses.append(nodes[index].status.rawValue)
+            byteCount += Int(nodes[index].len)
         }
         head = nodes
         count = total
@@ -91,6 +96,14 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         node.pointee.data = length > 0 ? data : nil
         node.pointee.len = length
         node.pointee.desc = try descList(item, key: key)
+    }
+
+    /// Chains `batches` into one C list (each batch's last node points at the next batch's first).
+    /// - Returns: the first node, or nil if all are empty. The batches must outlive the list.
+    static func chain(_ batches: [OutputBatch]) -> UnsafeMutablePointer<DataList>? {
+        let filled = batches.filter { $0.count > 0 }
+        for (batch, next) in zip(filled, filled.dropFirst()) { batch.tail?.pointee.next = next.head }
+        return filled.first?.head
     }
 
     /// Lends `data`'s bytes: keeps a buffer export of it until the batch is dropped.

@@ -30,7 +30,14 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
     /// The wrapper.py file it came from.
     let path: String
     private let instance: PyPointer  // owned
-    private let methods: [(callable: PyPointer, arity: Int)?]  // owned callables, by WrapperMethod.rawValue
+    private let methods: [Method?]  // by WrapperMethod.rawValue
+
+    /// A method wrapper.py defines: the bound method (owned), how many arguments it takes, their names.
+    private struct Method {
+        let callable: PyPointer
+        let arity: Int
+        let parameterNames: [String]
+    }
 
     /// Imports `path`, instantiates `className` and inspects its methods. GIL required.
     init(path: String, className: String) throws(PluginError) {
@@ -43,14 +50,14 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
             throw PluginError.fromPython(.initFailed, "cannot load \(path)")
         }
         self.instance = instance
-        var methods: [(PyPointer, Int)?] = []
+        var methods: [Method?] = []
         for method in WrapperMethod.allCases {
             let name = try makeUnicode(method.name)
             let most = try PyRef(steal: PyLong_FromLong(method.maximumArguments), "")
             var arguments: [PyPointer?] = [instance, name.pointer, most.pointer]
             guard let found = aiges_py_vectorcall(objects.method, &arguments, 3) else {
                 let error = PluginError.fromPython(.initFailed, "inspecting \(className).\(method.name) in \(path)")
-                methods.forEach { Py_DecRef($0?.0) }
+                methods.forEach { Py_DecRef($0?.callable) }
                 Py_DecRef(instance)
                 throw error
             }
@@ -59,13 +66,21 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
         self.methods = methods
     }
 
-    /// `(callable, arity)` from the helper's tuple (stealing `found`), or nil for None.
-    private static func unpack(_ found: PyPointer) -> (PyPointer, Int)? {
+    /// The method from the helper's `(callable, arity, names)` tuple (stealing `found`), or nil for None.
+    private static func unpack(_ found: PyPointer) -> Method? {
         defer { Py_DecRef(found) }
         guard aiges_py_is_tuple(found) != 0, let callable = PyTuple_GetItem(found, 0),
-            let arity = PyTuple_GetItem(found, 1).flatMap(int32)
+            let arity = PyTuple_GetItem(found, 1).flatMap(int32),
+            let names = PyTuple_GetItem(found, 2).flatMap(string(fromUnicode:))
         else { return nil }
-        return (PyRef(retain: callable).take(), Int(arity))
+        let parameterNames = names.split(separator: ",").map(String.init)
+        return Method(callable: PyRef(retain: callable).take(), arity: Int(arity), parameterNames: parameterNames)
+    }
+
+    /// The lower-cased name of `method`'s parameter at `index` (after self), if known.
+    func parameterName(_ method: WrapperMethod, at index: Int) -> String? {
+        guard let names = methods[method.rawValue]?.parameterNames, index < names.count else { return nil }
+        return names[index]
     }
 
     /// Whether wrapper.py defines `method`.
@@ -74,12 +89,12 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
     /// Calls `method` with as many of `arguments` (the newest form's) as it accepts. GIL required.
     /// A Python exception becomes `pythonException`, logged once with its traceback and `sid`.
     func call(_ method: WrapperMethod, _ arguments: [PyPointer?], sid: String? = nil) throws(PluginError) -> PyRef {
-        guard let (callable, arity) = methods[method.rawValue] else {
+        guard let found = methods[method.rawValue] else {
             throw PluginError(.methodMissing, "\(path.lastComponent) defines no Wrapper.\(method.name)")
         }
         var arguments = arguments
-        let count = min(arity, arguments.count)
-        guard let result = aiges_py_vectorcall(callable, &arguments, count) else {
+        let count = min(found.arity, arguments.count)
+        guard let result = aiges_py_vectorcall(found.callable, &arguments, count) else {
             throw PluginError.fromPython(.pythonException, "Wrapper.\(method.name)", sid: sid)
         }
         return try PyRef(steal: result, "")

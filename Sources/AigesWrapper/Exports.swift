@@ -38,13 +38,13 @@ public func wrapperVersion() -> UnsafePointer<CChar> {
 /// Loads personalisation data under `resId`.
 @_cdecl("wrapperLoadRes")
 public func wrapperLoadRes(_ data: pDataList?, _ resId: UInt32) -> Int32 {
-    errorCode { () throws(PluginError) in throw Plugin.unsupported("wrapperLoadRes") }
+    errorCode { () throws(PluginError) in try Plugin.loadResource(data, resId: resId) }
 }
 
 /// Unloads the personalisation data loaded under `resId`.
 @_cdecl("wrapperUnloadRes")
 public func wrapperUnloadRes(_ resId: UInt32) -> Int32 {
-    errorCode { () throws(PluginError) in throw Plugin.unsupported("wrapperUnloadRes") }
+    errorCode { () throws(PluginError) in try Plugin.unloadResource(resId: resId) }
 }
 
 /// Opens a session; returns NULL and sets `*errNum` on failure.
@@ -53,27 +53,32 @@ public func wrapperCreate(
     _ usrTag: UnsafePointer<CChar>?, _ params: pParamList?, _ callback: wrapperCallback?,
     _ psrIds: UnsafeMutablePointer<UInt32>?, _ psrCnt: Int32, _ errNum: UnsafeMutablePointer<Int32>?
 ) -> UnsafeRawPointer? {
-    let code = errorCode { () throws(PluginError) in throw Plugin.unsupported("wrapperCreate") }
+    var handle: UnsafeRawPointer?
+    let code = errorCode { () throws(PluginError) in
+        handle = try Plugin.createSession(
+            usrTag: usrTag, params: params, callback: callback, personalisationIds: psrIds, personalisationCount: psrCnt
+        )
+    }
     errNum?.pointee = code
-    return nil
+    return handle
 }
 
 /// Sends a chunk of session input.
 @_cdecl("wrapperWrite")
 public func wrapperWrite(_ handle: UnsafeRawPointer?, _ request: pDataList?) -> Int32 {
-    errorCode { () throws(PluginError) in throw Plugin.unsupported("wrapperWrite") }
+    errorCode { () throws(PluginError) in try Plugin.write(handle: handle, request: request) }
 }
 
 /// Pulls available session output.
 @_cdecl("wrapperRead")
 public func wrapperRead(_ handle: UnsafeRawPointer?, _ response: UnsafeMutablePointer<pDataList?>?) -> Int32 {
-    errorCode { () throws(PluginError) in throw Plugin.unsupported("wrapperRead") }
+    errorCode { () throws(PluginError) in try Plugin.read(handle: handle, response: response) }
 }
 
 /// Closes a session.
 @_cdecl("wrapperDestroy")
 public func wrapperDestroy(_ handle: UnsafeRawPointer?) -> Int32 {
-    errorCode { () throws(PluginError) in throw Plugin.unsupported("wrapperDestroy") }
+    errorCode { () throws(PluginError) in try Plugin.destroy(handle: handle) }
 }
 
 /// One-shot synchronous request; `*respData` stays the plugin's until `wrapperExecFree`.
@@ -101,11 +106,15 @@ public func wrapperExecAsync(
     _ usrTag: UnsafePointer<CChar>?, _ params: pParamList?, _ request: pDataList?, _ callback: wrapperCallback?,
     _ timeout: Int32, _ psrIds: UnsafeMutablePointer<UInt32>?, _ psrCnt: Int32
 ) -> Int32 {
-    errorCode { () throws(PluginError) in throw Plugin.unsupported("wrapperExecAsync") }
+    errorCode { () throws(PluginError) in
+        try Plugin.execAsync(
+            usrTag: usrTag, params: params, request: request, callback: callback, timeout: timeout,
+            personalisationIds: psrIds, personalisationCount: psrCnt)
+    }
 }
 
 /// Debug text for a session; valid until the session is destroyed.
 @_cdecl("wrapperDebugInfo")
 public func wrapperDebugInfo(_ handle: UnsafeRawPointer?) -> UnsafePointer<CChar> {
-    Plugin.errorText(Plugin.unsupported("wrapperDebugInfo").code)
+    Plugin.debugInfo(handle: handle)
 }

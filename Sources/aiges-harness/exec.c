@@ -37,7 +37,8 @@ static int one_request(Caller *caller, int call) {
     char usrTag[64];
     snprintf(usrTag, sizeof usrTag, "tag-%d-%d", caller->thread, call);
 
-    int code = caller->plugin->exec(usrTag, paramList, request, &response, NULL, 0);
+    int code = caller->plugin->exec(usrTag, paramList, request, &response, (unsigned int *)options->persIds,
+                                    options->persCount);
     /* The loader frees its input right after the call: poisoned, so any late read shows. */
     params_free(paramList);
     data_free(request);
@@ -76,6 +77,7 @@ static void *caller_main(void *argument) {
 
 int run_exec(const Options *options, Plugin *plugin) {
     if (!options->noInit && harness_init(options, plugin) != 0) return 1;
+    if (load_resources(options, plugin) != 0) return 1;
     Caller callers[256];
     pthread_t threads[256];
     for (int t = 0; t < options->threads; t++) {
@@ -91,6 +93,7 @@ int run_exec(const Options *options, Plugin *plugin) {
         failures += callers[t].failures;
     }
     int total = options->threads * options->repeat;
+    failures += unload_resources(options, plugin);
     if (!options->noInit) {
         int code = plugin->fini();
         if (code != 0) {

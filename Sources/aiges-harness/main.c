@@ -18,8 +18,11 @@ static void usage(FILE *out) {
             "usage: aiges-harness [MODE] [options]\n"
             "\n"
             "modes:\n"
-            "  exec   (default) one-shot requests through wrapperExec / wrapperExecFree\n"
-            "  probe  checks the plugin's handling of bad calls through the ABI (needs an echo wrapper.py)\n"
+            "  exec     (default) one-shot requests through wrapperExec / wrapperExecFree\n"
+            "  session  sessions: wrapperCreate, one wrapperWrite per -i chunk, wrapperRead (or callbacks\n"
+            "           with --push) until a DataEnd result, wrapperDebugInfo, wrapperDestroy\n"
+            "  async    one-shot requests through wrapperExecAsync; waits for and checks every callback\n"
+            "  probe    checks the plugin's handling of bad calls through the ABI (needs an echo wrapper.py)\n"
             "\n"
             "options:\n"
             "  --so PATH             libwrapper.so to load (default: beside the harness, else ./libwrapper.so)\n"
@@ -35,6 +38,18 @@ static void usage(FILE *out) {
             "  -e, --check-echo      every output node must equal the input node with the same key\n"
             "  -q, --quiet           print only failures and the summary\n"
             "      --no-init         skip wrapperInit (shows how calls before init fail)\n"
+            "      --hooks           install meter and trace hooks (wrapperSetCtrl) that print each call\n"
+            "  -r, --res ID:PATCH=VALUE  wrapperLoadRes a DataPer node (desc patch_id=PATCH) before, unload after\n"
+            "      --pers ID         pass ID in psrIds (repeatable)\n"
+            "session and async:\n"
+            "  -s, --sessions N      sessions per round, writes interleaved (default 1); -n sets rounds\n"
+            "      --push            results through a callback instead of wrapperRead (loader asyncMode)\n"
+            "      --poll-ms MS      read interval after the last write (default 50)\n"
+            "      --wait-ms MS      how long to wait for final results (default 10000)\n"
+            "      --timeout-ms MS   wrapperExecAsync timeout (default 0: none)\n"
+            "      --linger-ms MS    keep listening for late callbacks (default 0)\n"
+            "      --expect-ret N    the ret every async callback must carry (default 0)\n"
+            "      --nested-exec     each callback waits for a wrapperExec on another thread before returning\n"
             "\n"
             "exit status: 0 ok, 1 a call failed, 2 bad command line, 3 the plugin cannot be loaded\n");
 }
@@ -169,6 +184,8 @@ void options_parse(Options *options, int argc, char **argv) {
     options->mode = "exec";
     options->repeat = 1;
     options->threads = 1;
+    options->pollMs = 50;
+    options->waitMs = 10000;
     if (argc > 1 && argv[1][0] != '-') {
         options->mode = argv[1];
         argv++;
@@ -181,10 +198,16 @@ void options_parse(Options *options, int argc, char **argv) {
         {"threads", required_argument, 0, 't'},   {"out-dir", required_argument, 0, 'o'},
         {"unique", no_argument, 0, 'u'},          {"check-echo", no_argument, 0, 'e'},
         {"quiet", no_argument, 0, 'q'},           {"no-init", no_argument, 0, 'N'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
+        {"help", no_argument, 0, 'h'},            {"sessions", required_argument, 0, 's'},
+        {"push", no_argument, 0, 'P'},            {"poll-ms", required_argument, 0, 1},
+        {"wait-ms", required_argument, 0, 2},     {"timeout-ms", required_argument, 0, 3},
+        {"linger-ms", required_argument, 0, 4},   {"expect-ret", required_argument, 0, 5},
+        {"nested-exec", no_argument, 0, 6},       {"hooks", no_argument, 0, 7},
+        {"res", required_argument, 0, 'r'},       {"pers", required_argument, 0, 8},
+        {0, 0, 0, 0},
     };
     int option;
-    while ((option = getopt_long(argc, argv, "c:p:i:d:n:t:o:ueqh", longOptions, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "c:p:i:d:n:t:o:ueqhs:r:", longOptions, NULL)) != -1) {
         switch (option) {
         case 'S': options->library = optarg; break;
         case 'c':
@@ -214,6 +237,26 @@ void options_parse(Options *options, int argc, char **argv) {
         case 'q': options->quiet = 1; break;
         case 'N': options->noInit = 1; break;
         case 'h': usage(stdout); exit(0);
+        case 's':
+            if ((options->sessions = atoi(optarg)) < 1) bad_usage("sessions", optarg);
+            break;
+        case 'P': options->push = 1; break;
+        case 1: options->pollMs = atoi(optarg); break;
+        case 2: options->waitMs = atoi(optarg); break;
+        case 3: options->timeoutMs = atoi(optarg); break;
+        case 4: options->lingerMs = atoi(optarg); break;
+        case 5: options->expectRet = atoi(optarg); break;
+        case 6: options->nestedExec = 1; break;
+        case 7: options->hooks = 1; break;
+        case 'r':
+            if (options->resourceCount == 16 || split_pair(optarg, &options->resources[options->resourceCount++]) ||
+                strchr(options->resources[options->resourceCount - 1].key, ':') == NULL)
+                bad_usage("res", optarg);
+            break;
+        case 8:
+            if (options->persCount == 16) bad_usage("pers", optarg);
+            options->persIds[options->persCount++] = (unsigned int)strtoul(optarg, NULL, 10);
+            break;
         default: usage(stderr); exit(2);
         }
     }
@@ -235,7 +278,64 @@ static const char *default_library(void) {
     return "./libwrapper.so";
 }
 
+static int meter_hook(const void *usrTag, const char *key, int count) {
+    printf("hook meter usrTag=%s key=%s count=%d\n", usrTag ? (const char *)usrTag : "(null)", key ? key : "(null)",
+           count);
+    return 0;
+}
+
+static int trace_hook(const char *usrTag, const char *key, const char *value) {
+    printf("hook trace usrTag=%s key=%s value=%s\n", usrTag ? usrTag : "(null)", key ? key : "(null)",
+           value ? value : "(null)");
+    return 0;
+}
+
+long rss_kib(void) {
+    long pages = 0, resident = 0;
+    FILE *file = fopen("/proc/self/statm", "r");
+    if (file == NULL) return -1;
+    if (fscanf(file, "%ld %ld", &pages, &resident) != 2) resident = -1;
+    fclose(file);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+int load_resources(const Options *options, Plugin *plugin) {
+    for (int i = 0; i < options->resourceCount; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "%s", options->resources[i].key);
+        char *colon = strchr(key, ':');
+        *colon = '\0';
+        unsigned int id = (unsigned int)strtoul(key, NULL, 10);
+        Pair patch = {"patch_id", colon + 1};
+        NodeSpec spec = {.key = "res", .bytes = (unsigned char *)options->resources[i].value,
+                         .len = strlen(options->resources[i].value), .type = DataPer, .status = DataEnd,
+                         .desc = &patch, .descCount = 1};
+        pDataList data = data_build(&spec, 1, NULL);
+        int code = plugin->loadRes(data, id);
+        data_free(data);
+        printf("wrapperLoadRes(%u, patch_id=%s) returned %d%s%s\n", id, colon + 1, code, code ? ": " : "",
+               code ? plugin->error(code) : "");
+        if (code != 0) return 1;
+    }
+    return 0;
+}
+
+int unload_resources(const Options *options, Plugin *plugin) {
+    int failures = 0;
+    for (int i = 0; i < options->resourceCount; i++) {
+        unsigned int id = (unsigned int)strtoul(options->resources[i].key, NULL, 10);
+        int code = plugin->unloadRes(id);
+        printf("wrapperUnloadRes(%u) returned %d%s%s\n", id, code, code ? ": " : "", code ? plugin->error(code) : "");
+        failures += code != 0;
+    }
+    return failures;
+}
+
 int harness_init(const Options *options, Plugin *plugin) {
+    if (options->hooks) {
+        plugin->setCtrl(CTMeterCustom, (void *)meter_hook);
+        plugin->setCtrl(CTTraceLog, (void *)trace_hook);
+    }
     pParamList config = params_build(options->config, options->configCount);
     int code = plugin->init(config);
     params_free(config);
@@ -274,6 +374,8 @@ int main(int argc, char **argv) {
     if (plugin_load(&plugin, library) != 0) return 3;
     if (strcmp(options.mode, "exec") == 0) return run_exec(&options, &plugin);
     if (strcmp(options.mode, "probe") == 0) return run_probe(&options, &plugin);
+    if (strcmp(options.mode, "session") == 0) return run_session(&options, &plugin);
+    if (strcmp(options.mode, "async") == 0) return run_async(&options, &plugin);
     bad_usage("mode", options.mode);
     return 2;
 }

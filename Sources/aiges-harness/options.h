@@ -25,6 +25,19 @@ typedef struct {
     int noInit;
     int unique;    /* append "#<thread>-<call>" to every input so each call's data differs */
     int checkEcho; /* each output node must equal the input node with the same key */
+    int sessions;  /* session mode: sessions interleaved per round */
+    int push;      /* session mode: results through a callback (loader asyncMode) */
+    int pollMs;    /* pull sessions: read interval after the last write */
+    int waitMs;    /* how long to wait for final results */
+    int timeoutMs; /* async mode: the timeout passed to wrapperExecAsync */
+    int lingerMs;  /* async/session: keep listening this long for late callbacks */
+    int expectRet; /* async mode: the ret every callback must carry */
+    int nestedExec; /* callbacks block until a wrapperExec on another thread has finished */
+    int hooks;     /* install meter and trace hooks with wrapperSetCtrl before init */
+    Pair resources[16]; /* -r ID:PATCH=VALUE, loaded before requests */
+    int resourceCount;
+    unsigned int persIds[16]; /* --pers ID, passed as psrIds */
+    int persCount;
 } Options;
 
 /* Parses argv; prints usage and exits 2 on a bad command line. */
@@ -33,6 +46,15 @@ void options_parse(Options *options, int argc, char **argv);
 /* Mode entry points; each returns the process exit code. */
 int run_exec(const Options *options, Plugin *plugin);
 int run_probe(const Options *options, Plugin *plugin);
+int run_session(const Options *options, Plugin *plugin);
+int run_async(const Options *options, Plugin *plugin);
+
+/* wrapperLoadRes for each -r before requests, wrapperUnloadRes after; print and return non-zero on failure. */
+int load_resources(const Options *options, Plugin *plugin);
+int unload_resources(const Options *options, Plugin *plugin);
+
+/* Resident set size of this process in KiB. */
+long rss_kib(void);
 
 /* wrapperInit with the configured pairs; prints the error text and returns non-zero on failure. */
 int harness_init(const Options *options, Plugin *plugin);

@@ -145,15 +145,37 @@ int run_probe(const Options *options, Plugin *plugin) {
         if (response != NULL) plugin->execFree(NULL, &response);
     }
     {
-        int errNum = 0;
-        const void *handle = plugin->create("t", NULL, NULL, NULL, 0, &errNum);
-        report(handle == NULL && errNum != 0, "create-unsupported-or-fails-cleanly", "no error code");
         int bogus = 42;
         expect_error(plugin, "write-unknown-handle", plugin->write(&bogus, NULL), NULL);
         expect_error(plugin, "read-unknown-handle", plugin->read(&bogus, &response), NULL);
         expect_error(plugin, "destroy-null-handle", plugin->destroy(NULL), NULL);
         report(plugin->debugInfo(NULL) != NULL, "debuginfo-null-handle", "returned NULL");
         expect_error(plugin, "unloadres-unknown", plugin->unloadRes(12345), NULL);
+        expect_error(plugin, "execasync-null-callback", plugin->execAsync("t", NULL, NULL, NULL, 0, NULL, 0), NULL);
+
+        int errNum = 0;
+        const void *handle = plugin->create("probe-session", NULL, NULL, NULL, 0, &errNum);
+        if (handle == NULL) {
+            expect_error(plugin, "create-fails-cleanly", errNum, NULL);
+        } else {
+            report(errNum == 0, "create", "errNum set on success");
+            NodeSpec chunk = {.key = "chunk", .bytes = (unsigned char *)"streamed", .len = 8, .status = DataEnd};
+            pDataList request = data_build(&chunk, 1, NULL);
+            report(plugin->write(handle, request) == 0, "session-write", "wrapperWrite failed");
+            data_free(request);
+            report(plugin->read(handle, NULL) != 0, "session-read-null-respdata", "accepted NULL respData");
+            int code = plugin->read(handle, &response);
+            report(code == 0 && response != NULL && response->len == 8 && memcmp(response->data, "streamed", 8) == 0,
+                   "session-read", "wrapperRead did not return the written chunk");
+            code = plugin->read(handle, &response);
+            report(code == 0 && response == NULL, "session-read-nothing-ready", "expected success with no data");
+            const char *debug = plugin->debugInfo(handle);
+            report(debug != NULL && debug[0] != '\0', "session-debuginfo", "empty debug text");
+            report(plugin->destroy(handle) == 0, "session-destroy", "wrapperDestroy failed");
+            expect_error(plugin, "session-read-after-destroy", plugin->read(handle, &response), NULL);
+            expect_error(plugin, "session-write-after-destroy", plugin->write(handle, NULL), NULL);
+            expect_error(plugin, "session-destroy-twice", plugin->destroy(handle), NULL);
+        }
     }
     {
         EchoThread threads[4];

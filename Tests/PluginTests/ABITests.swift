@@ -51,7 +51,8 @@ import Testing
         for check in [
             "exec-before-init", "exec-null-respdata", "exec-null-data-nonzero-len", "exec-empty-head-nodes",
             "execfree-twice", "execfree-foreign-list", "error-text-stays-valid", "exec-4-threads",
-            "exec-after-fini", "fini-twice",
+            "exec-after-fini", "fini-twice", "session-read", "session-read-nothing-ready", "session-read-after-destroy",
+            "session-write-after-destroy", "session-destroy-twice", "execasync-null-callback",
         ] {
             #expect(run.passed(check), "\(check) did not pass: \(run)")
         }

@@ -32,9 +32,10 @@ enum Harness {
     static func example(_ name: String) -> String { root.appending(path: "examples/\(name)/wrapper.py").path }
 
     /// Runs the harness with `arguments` (and `--so dist/libwrapper.so` unless `library` is nil).
+    /// A run still going after `timeout` seconds (a deadlock) is killed and reported as exit 137.
     static func run(
         _ arguments: [String], library: String? = Harness.library, executable: URL? = nil, in directory: URL? = nil,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:], timeout: Double = 120
     ) throws -> Run {
         let process = Process()
         process.executableURL = executable ?? dist.appending(path: "aiges-harness")
@@ -51,6 +52,10 @@ enum Harness {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        defer { watchdog.cancel() }
         // Read both pipes concurrently so a chatty child never blocks on a full pipe.
         nonisolated(unsafe) var errorData = Data()
         let reader = Thread { errorData = err.fileHandleForReading.readDataToEndOfFile() }

@@ -78,8 +78,10 @@ import Testing
         // minimal/wrapper.py has only wrapperOnceExec; probe's session and personalisation checks
         // expect clean error codes, and its echo checks fail (it counts nodes instead of echoing).
         let run = try Harness.run(["probe", "-c", "wrapper.file=\(Harness.fixture("minimal"))"])
+        #expect(run.output.contains("create-fails-cleanly"), "\(run)")
+        #expect(run.output.contains("22006"), "methodMissing for wrapperCreate: \(run)")
         for check in [
-            "init", "create-unsupported-or-fails-cleanly", "write-unknown-handle", "read-unknown-handle",
+            "init", "create-fails-cleanly", "write-unknown-handle", "read-unknown-handle",
             "destroy-null-handle", "unloadres-unknown", "fini", "exec-after-fini",
         ] {
             #expect(run.passed(check), "\(check): \(run)")

@@ -1,0 +1,67 @@
+import AigesABI
+import CPython
+import Synchronization
+
+/// Personalisation resources: the loader's numeric resId and wrapper.py's patch_id.
+extension Plugin {
+    /// resId → the patch_id it was loaded under.
+    private static let patches = Mutex<[UInt32: String]>([:])
+
+    /// Calls `wrapperLoadRes(reqData, patch_id)` — patch_id from the first node's desc (`patch_id`),
+    /// else the resId as text — or `wrapperLoadRes(reqData, resId)` for wrappers whose second
+    /// parameter is named resId. Remembers resId → patch_id for `unloadResource`.
+    ///
+    /// The corresponding C function is `wrapperLoadRes`.
+    public static func loadResource(_ data: UnsafeMutablePointer<DataList>?, resId: UInt32) throws(PluginError) {
+        let wrapper = try running()
+        guard wrapper.defines(.wrapperLoadRes) else {
+            throw PluginError(.methodMissing, "\(wrapper.path.lastComponent) defines no Wrapper.wrapperLoadRes")
+        }
+        var patchId: String?
+        try forEachData(data, "perData") { entry throws(PluginError) in
+            try forEachParam(entry.desc, "desc") { item throws(PluginError) in
+                guard patchId == nil, String(cString: item.key) == "patch_id", let value = item.value else { return }
+                patchId = String(decoding: UnsafeRawBufferPointer(start: value, count: item.length), as: UTF8.self)
+            }
+        }
+        let patch = patchId ?? String(resId)
+        let code = try withGIL { () throws(PluginError) -> Int32 in
+            let request = try LoanedRequest.make(data, "perData")
+            let id = try resourceArgument(wrapper, .wrapperLoadRes, position: 1, patch: patch, resId: resId)
+            return try wrapper.callForCode(.wrapperLoadRes, [request.list, id.pointer])
+        }
+        if code != 0 { throw PluginError(wrapperCode: code) }
+        patches.withLock { $0[resId] = patch }
+        Log.logger.info("personalisation resource \(resId) loaded as patch_id \(patch)")
+    }
+
+    /// Calls `wrapperUnloadRes(patch_id)` (or `(resId)`) for a resource loaded with `loadResource`.
+    ///
+    /// The corresponding C function is `wrapperUnloadRes`.
+    public static func unloadResource(resId: UInt32) throws(PluginError) {
+        let wrapper = try running()
+        guard let patch = patches.withLock({ $0[resId] }) else {
+            throw PluginError(.unknownHandle, "wrapperUnloadRes: resource \(resId) is not loaded")
+        }
+        if wrapper.defines(.wrapperUnloadRes) {
+            let code = try withGIL { () throws(PluginError) -> Int32 in
+                let id = try resourceArgument(wrapper, .wrapperUnloadRes, position: 0, patch: patch, resId: resId)
+                return try wrapper.callForCode(.wrapperUnloadRes, [id.pointer])
+            }
+            if code != 0 { throw PluginError(wrapperCode: code) }
+        }
+        patches.withLock { $0[resId] = nil }
+    }
+
+    /// The resource argument a wrapper expects: the numeric resId if that parameter is named so,
+    /// else the patch_id string (the newest form).
+    private static func resourceArgument(
+        _ wrapper: UserWrapper, _ method: WrapperMethod, position: Int, patch: String, resId: UInt32
+    ) throws(PluginError) -> PyRef {
+        let name = wrapper.parameterName(method, at: position) ?? ""
+        if name.contains("resid") || name.contains("res_id") {
+            return try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
+        }
+        return try makeUnicode(patch)
+    }
+}

@@ -1,0 +1,148 @@
+import AigesABI
+import CPython
+import CPythonShims
+import Glibc
+
+/// Session entry points: create, write, read, destroy, debug info.
+extension Plugin {
+    /// Calls `wrapperCreate(params, sid, persId, usrTag)` and opens a session. With `callback`, results
+    /// wrapper.py delivers through `aiges_embed.callback(resp, tag)` — tag being the usrTag, the sid or
+    /// the session's handle — reach `callback(usrTag, …)`; without, the loader pulls them with `read`.
+    ///
+    /// The corresponding C function is `wrapperCreate`.
+    public static func createSession(
+        usrTag: UnsafePointer<CChar>?, params: UnsafeMutablePointer<ParamList>?, callback: wrapperCallback?,
+        personalisationIds: UnsafeMutablePointer<UInt32>?, personalisationCount: Int32
+    ) throws(PluginError) -> UnsafeRawPointer {
+        let wrapper = try running()
+        guard wrapper.defines(.wrapperCreate) else {
+            throw PluginError(.methodMissing, "\(wrapper.path.lastComponent) defines no Wrapper.wrapperCreate")
+        }
+        let handle = try SessionHandles.allocate()
+        let tagText = usrTag.map { String(cString: $0) } ?? ""
+        let session = try withGIL { () throws(PluginError) -> Session in
+            let params = try Params(params)
+            let tag = try makeUnicode(tagText)
+            let persId = try PyRef(
+                steal: PyLong_FromUnsignedLong(
+                    UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
+            // Register delivery first: wrapper.py may deliver as soon as wrapperCreate runs.
+            let target = CallbackTarget(kind: .session, usrTag: usrTag, label: tagText, callback: callback)
+            CallbackTargets.register(target, tags: [tagText, params.sid])
+            do throws(PluginError) {
+                let sid = try makeUnicode(params.sid)
+                let result = try wrapper.call(
+                    .wrapperCreate, [params.dict.pointer, sid.pointer, persId.pointer, tag.pointer], sid: params.sid)
+                let pythonHandle = try sessionHandle(from: result.pointer)
+                let handleText = string(fromUnicode: pythonHandle.pointer) ?? ""
+                CallbackTargets.register(target, tags: [handleText])
+                return Session(
+                    handle: handle, sid: params.sid, pythonHandle: handleText, target: target,
+                    handleObject: pythonHandle.take(), sidObject: sid.take())
+            } catch {
+                CallbackTargets.unregister(target)
+                throw error
+            }
+        }
+        SessionHandles.add(session)
+        Log.logger.debug("session \(session.sid) opened (\(callback == nil ? "pull" : "push"))")
+        return handle
+    }
+
+    /// The handle str from wrapperCreate's result: a SessionCreateResponse (its error_code is the
+    /// call's code) or, leniently, a plain str.
+    private static func sessionHandle(from result: PyPointer) throws(PluginError) -> PyRef {
+        if aiges_py_is_unicode(result) != 0 { return PyRef(retain: result) }
+        if let code = try optionalAttribute(result, "error_code"), let value = int32(code.pointer), value != 0 {
+            throw PluginError(wrapperCode: value)
+        }
+        guard let handle = try optionalAttribute(result, "handle") else {
+            throw PluginError(
+                .badReturnType,
+                "wrapperCreate returned \(PythonException.typeName(of: result)), expected SessionCreateResponse")
+        }
+        if aiges_py_is_unicode(handle.pointer) != 0 { return handle }
+        return try PyRef(steal: PyObject_Str(handle.pointer), "SessionCreateResponse.handle")
+    }
+
+    /// Passes a chunk of input to `wrapperWrite(handle, req, sid)`. The request's buffers are lent
+    /// for the call only: what wrapper.py queues for later gets its own copy.
+    ///
+    /// The corresponding C function is `wrapperWrite`.
+    public static func write(handle: UnsafeRawPointer?, request: UnsafeMutablePointer<DataList>?) throws(PluginError) {
+        let session = try SessionHandles.find(handle, "wrapperWrite")
+        let wrapper = try running()
+        var bytes = 0
+        let code = try withGIL { () throws(PluginError) -> Int32 in
+            let request = try LoanedRequest.make(request, "reqData")
+            bytes = request.loans.reduce(0) { $0 + $1.count }
+            return try wrapper.callForCode(
+                .wrapperWrite, [session.handleObject, request.list, session.sidObject], sid: session.sid)
+        }
+        session.noteWrite(bytes: bytes)
+        if code != 0 { throw PluginError(wrapperCode: code) }
+    }
+
+    /// Returns what is ready: results wrapper.py delivered with `aiges_embed.callback` since the last
+    /// read, then what its `wrapperRead(handle, sid)` returns (an empty list when nothing is). The list
+    /// stays valid until the next read on this session or its destroy.
+    ///
+    /// The corresponding C function is `wrapperRead`.
+    public static func read(
+        handle: UnsafeRawPointer?, response: UnsafeMutablePointer<UnsafeMutablePointer<DataList>?>?
+    ) throws(PluginError) {
+        guard let response else { throw PluginError(.invalidArgument, "wrapperRead: respData is NULL") }
+        response.pointee = nil
+        let session = try SessionHandles.find(handle, "wrapperRead")
+        _ = session.replaceLastRead([], counted: false)  // the loader has copied the previous read: free it now
+        let wrapper = try running()
+        var batches = session.target.takeQueued()
+        if wrapper.defines(.wrapperRead) {
+            let batch = try withGIL { () throws(PluginError) -> OutputBatch? in
+                let result = try wrapper.call(
+                    .wrapperRead, [session.handleObject, session.sidObject], sid: session.sid)
+                if result.pointer == aiges_py_none() { return nil }
+                return try OutputBatch(result.pointer, kind: .stream)
+            }
+            if let batch { batches.append(batch) }
+        }
+        response.pointee = OutputBatch.chain(batches)
+        _ = session.replaceLastRead(batches, counted: true)
+    }
+
+    /// Closes the session: no callback for it runs after this returns; calls `wrapperDestroy(handle)`,
+    /// frees its last read. A second destroy of the same handle is `unknownHandle`.
+    ///
+    /// The corresponding C function is `wrapperDestroy`.
+    public static func destroy(handle: UnsafeRawPointer?) throws(PluginError) {
+        let session = try SessionHandles.remove(handle, "wrapperDestroy")
+        session.target.close()  // waits for a callback in progress
+        CallbackTargets.unregister(session.target)
+        guard let wrapper = try? running(), wrapper.defines(.wrapperDestroy) else { return }
+        let code = try withGIL { () throws(PluginError) -> Int32 in
+            try wrapper.callForCode(.wrapperDestroy, [session.handleObject], sid: session.sid)
+        }
+        Log.logger.debug("session \(session.sid) closed: \(session.summary)")
+        if code != 0 { throw PluginError(wrapperCode: code) }
+    }
+
+    /// wrapper.py's `wrapperDebugInfo(handle)` if it defines one, else the plugin's summary (sid,
+    /// counts, bytes, age). Valid until the session is destroyed.
+    ///
+    /// The corresponding C function is `wrapperDebugInfo`.
+    public static func debugInfo(handle: UnsafeRawPointer?) -> UnsafePointer<CChar> {
+        guard let session = try? SessionHandles.find(handle, "wrapperDebugInfo") else {
+            return ErrorTexts.stable("wrapperDebugInfo: unknown session handle")
+        }
+        var text = session.summary
+        if let wrapper = try? running(), wrapper.defines(.wrapperDebugInfo) {
+            text = withGIL { () -> String in
+                guard let result = try? wrapper.call(.wrapperDebugInfo, [session.handleObject], sid: session.sid) else {
+                    return session.summary + " (wrapperDebugInfo raised)"
+                }
+                return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? session.summary
+            }
+        }
+        return session.keep(text)
+    }
+}
