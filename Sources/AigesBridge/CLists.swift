@@ -105,9 +105,12 @@ struct CAllocations: ~Copyable {
         return target
     }
 
-    /// A copy of `bytes` (for payloads that cannot be lent), owned by these allocations.
-    mutating func copy(_ bytes: UnsafeRawBufferPointer) throws(PluginError) -> UnsafeMutableRawPointer {
-        let target = try allocate(UInt8.self, count: bytes.count)
+    /// A copy of `bytes` (for payloads that cannot be lent; NUL-terminated if `terminated`),
+    /// owned by these allocations.
+    mutating func copy(_ bytes: UnsafeRawBufferPointer, terminated: Bool = false) throws(PluginError)
+        -> UnsafeMutableRawPointer
+    {
+        let target = try allocate(UInt8.self, count: bytes.count + (terminated ? 1 : 0))  // zeroed
         if let base = bytes.baseAddress, bytes.count > 0 { memcpy(target, base, bytes.count) }
         return UnsafeMutableRawPointer(target)
     }

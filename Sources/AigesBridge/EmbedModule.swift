@@ -11,8 +11,21 @@ enum Bootstrap {
         let loadWrapper: PyPointer
         let method: PyPointer
         let describe: PyPointer
-        let detach: PyPointer  // the str "_detach"
-        let release: PyPointer  // the str "release"
+        /// Where `DataListNode`'s and `DataListCls`'s `__slots__` live in their instances.
+        let node: NodeSlots
+        let listSlot: Int
+        /// Interned attribute and method names.
+        let names: Names
+    }
+
+    /// Offsets of `DataListNode`'s slots, so the plugin can fill a node without running `__init__`.
+    struct NodeSlots {
+        let key, view, data, len, type, status, desc: Int
+    }
+
+    /// Interned strs for the attributes the hot path reads.
+    struct Names {
+        let key, data, len, status, type, desc, list, errorCode, handle, detach, release: PyPointer
     }
 
     /// Set once by `install` before any request can arrive; read only with the GIL held.
@@ -23,14 +36,34 @@ enum Bootstrap {
         guard objects == nil else { return }
         let embed = try makeModule("aiges_embed", source: aigesEmbedSource, natives: NativeFunctions.table)
         let plugin = try makeModule("_aiges_plugin", source: aigesPluginSource, natives: [])
+        let dataListNode = try attribute(embed.pointer, "DataListNode").take()
+        let dataListCls = try attribute(embed.pointer, "DataListCls").take()
+        func slot(_ type: PyPointer, _ name: StaticString) throws(PluginError) -> Int {
+            let offset = aiges_py_slot_offset(try attribute(type, name).pointer)
+            guard offset >= 0 else { throw PluginError(.initFailed, "aiges_embed: \(name) is not a slot") }
+            return offset
+        }
+        func interned(_ name: StaticString) throws(PluginError) -> PyPointer {
+            let raw = UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
+            return try PyRef(steal: PyUnicode_InternFromString(raw), "interning \(name)").take()
+        }
         objects = Objects(
-            dataListNode: try attribute(embed.pointer, "DataListNode").take(),
-            dataListCls: try attribute(embed.pointer, "DataListCls").take(),
+            dataListNode: dataListNode, dataListCls: dataListCls,
             loadWrapper: try attribute(plugin.pointer, "load_wrapper").take(),
             method: try attribute(plugin.pointer, "method").take(),
             describe: try attribute(plugin.pointer, "describe").take(),
-            detach: try makeUnicode("_detach").take(),
-            release: try makeUnicode("release").take())
+            node: NodeSlots(
+                key: try slot(dataListNode, "key"), view: try slot(dataListNode, "_view"),
+                data: try slot(dataListNode, "_data"), len: try slot(dataListNode, "len"),
+                type: try slot(dataListNode, "type"), status: try slot(dataListNode, "status"),
+                desc: try slot(dataListNode, "desc")),
+            listSlot: try slot(dataListCls, "list"),
+            names: Names(
+                key: try interned("key"), data: try interned("data"), len: try interned("len"),
+                status: try interned("status"), type: try interned("type"), desc: try interned("desc"),
+                list: try interned("list"), errorCode: try interned("error_code"), handle: try interned("handle"),
+                detach: try interned("_detach"),
+                release: try interned("release")))
     }
 
     /// Runs `source` as module `name`, with `natives` in its namespace, and registers it in sys.modules.

@@ -53,10 +53,13 @@ extension Plugin {
     /// call's code) or, leniently, a plain str.
     private static func sessionHandle(from result: PyPointer) throws(PluginError) -> PyRef {
         if aiges_py_is_unicode(result) != 0 { return PyRef(retain: result) }
-        if let code = try optionalAttribute(result, "error_code"), let value = int32(code.pointer), value != 0 {
+        guard let names = Bootstrap.objects?.names else {
+            throw PluginError(.notInitialized, "aiges_embed not installed")
+        }
+        if let code = try optionalAttribute(result, names.errorCode), let value = int32(code.pointer), value != 0 {
             throw PluginError(wrapperCode: value)
         }
-        guard let handle = try optionalAttribute(result, "handle") else {
+        guard let handle = try optionalAttribute(result, names.handle) else {
             throw PluginError(
                 .badReturnType,
                 "wrapperCreate returned \(PythonException.typeName(of: result)), expected SessionCreateResponse")

@@ -50,6 +50,11 @@ public enum Plugin {
             settings[String(cString: entry.key)] = value ?? ""
         }
         Log.configure(level: settings["log.level"])
+        if let microseconds = settings["gil.gate_us"].flatMap({ Int($0) }), microseconds >= 0 {
+            EntryGate.waitNanoseconds.store(microseconds * 1000, ordering: .relaxed)
+        }
+        DataPath.copying.store(
+            ["1", "true", "yes", "on"].contains(settings["data.copy"]?.lowercased() ?? ""), ordering: .relaxed)
         try Interpreter.startOnce()
         let path = try locateWrapperFile(configured: settings["wrapper.file"])
         let className = settings["wrapper.class"] ?? "Wrapper"
@@ -160,7 +165,7 @@ public enum Plugin {
         let wrapper = try running()
         let batch = try withGIL { () throws(PluginError) -> OutputBatch in
             let params = try Params(params)
-            let tag = try makeUnicode(usrTag.map { String(cString: $0) } ?? "")
+            let tag = try makeUnicode(usrTag ?? emptyCString, length: usrTag.map { strlen($0) } ?? 0)
             let persId = try PyRef(
                 steal: PyLong_FromUnsignedLong(
                     UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),

@@ -39,11 +39,14 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         guard PyObject_HasAttrString(response, "list") != 0 else {
             throw PluginError(.badReturnType, "expected a Response, got \(PythonException.typeName(of: response))")
         }
-        if let code = try optionalAttribute(response, "error_code"), aiges_py_is_long(code.pointer) != 0 {
+        guard let names = Bootstrap.objects?.names else {
+            throw PluginError(.notInitialized, "aiges_embed not installed")
+        }
+        if let code = try optionalAttribute(response, names.errorCode), aiges_py_is_long(code.pointer) != 0 {
             guard let value = int32(code.pointer) else { throw PluginError(.badReturnType, "error_code out of range") }
             if value != 0 { throw PluginError(wrapperCode: value) }
         }
-        let items = try attribute(response, "list")
+        let items = try attribute(response, names.list)
         let sequence = try PyRef(steal: PySequence_Fast(items.pointer, "Response.list must be a list"), "Response.list")
         let total = aiges_py_fast_size(sequence.pointer)
         if total == 0, kind == .once {
@@ -54,7 +57,7 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         buffers = try memory.allocate(Py_buffer.self, count: total)
         for index in 0..<total {
             guard let item = aiges_py_fast_item(sequence.pointer, index) else { continue }  // borrowed
-            try fill(nodes + index, from: item, kind: kind, loans: loans)
+            try fill(nodes + index, from: item, kind: kind, loans: loans, names: names)
             nodes[index].next = index + 1 < total ? nodes + index + 1 : nil
             statuses.append(nodes[index].status.rawValue)
             byteCount += Int(nodes[index].len)
@@ -66,20 +69,26 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     /// Fills one C node from a `ResponseData`.
     private func fill(
         _ node: UnsafeMutablePointer<DataList>, from item: PyPointer, kind: OutputKind,
-        loans: [UnsafeRawBufferPointer]
+        loans: [UnsafeRawBufferPointer], names: Bootstrap.Names
     ) throws(PluginError) {
-        let keyObject = try attribute(item, "key")
-        guard let key = string(fromUnicode: keyObject.pointer) else {
+        let keyObject = try attribute(item, names.key)
+        var keyLength: Py_ssize_t = 0
+        guard aiges_py_is_unicode(keyObject.pointer) != 0,
+            let keyBytes = PyUnicode_AsUTF8AndSize(keyObject.pointer, &keyLength)
+        else {
+            PyErr_Clear()
             throw PluginError(
                 .invalidOutput, "ResponseData.key must be a str, got \(PythonException.typeName(of: keyObject.pointer))"
             )
         }
-        node.pointee.key = try memory.copy(key)
-        node.pointee.type = DataType(rawValue: try field(item, "type", key: key, default: 0))
-        let status = try field(item, "status", key: key, default: UInt32(DataContinue.rawValue))
+        let keyCopy = try memory.copy(UnsafeRawBufferPointer(start: keyBytes, count: keyLength), terminated: true)
+        node.pointee.key = keyCopy.assumingMemoryBound(to: CChar.self)
+        let key = KeyName(node.pointee.key)
+        node.pointee.type = DataType(rawValue: try field(item, names.type, "type", key, default: 0))
+        let status = try field(item, names.status, "status", key, default: UInt32(DataContinue.rawValue))
         node.pointee.status = kind == .once ? DataOnce : DataStatus(rawValue: status)
-        let declared = try field(item, "len", key: key, default: 0)
-        let bytes = try lend(try attribute(item, "data"), key: key)
+        let declared = try field(item, names.len, "len", key, default: 0)
+        let bytes = try lend(try attribute(item, names.data), key: key)
         // len 0 (or unset) means "the whole buffer"; a larger len than the buffer is never read.
         guard Int(declared) <= bytes.count else {
             throw PluginError(
@@ -89,13 +98,13 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
             throw PluginError(.invalidOutput, "\"\(key)\": \(bytes.count) bytes is over the 4 GiB limit of len")
         }
         var data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
-        if let start = bytes.baseAddress, loans.contains(where: { $0.overlaps(start) }) {
+        if let start = bytes.baseAddress, DataPath.copies || loans.contains(where: { $0.overlaps(start) }) {
             data = try memory.copy(UnsafeRawBufferPointer(start: start, count: Int(length)))
             releaseExport(of: start)  // the request's view must be revocable when the call returns
         }
         node.pointee.data = length > 0 ? data : nil
         node.pointee.len = length
-        node.pointee.desc = try descList(item, key: key)
+        node.pointee.desc = try descList(item, key: key, name: names.desc)
     }
 
     /// Chains `batches` into one C list (each batch's last node points at the next batch's first).
@@ -108,7 +117,7 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
 
     /// Lends `data`'s bytes: keeps a buffer export of it until the batch is dropped.
     /// None is empty; str is encoded as UTF-8; non-contiguous buffers are copied once.
-    private func lend(_ data: borrowing PyRef, key: String) throws(PluginError) -> UnsafeRawBufferPointer {
+    private func lend(_ data: borrowing PyRef, key: KeyName) throws(PluginError) -> UnsafeRawBufferPointer {
         if data.pointer == aiges_py_none() { return UnsafeRawBufferPointer(start: nil, count: 0) }
         if aiges_py_is_unicode(data.pointer) != 0 {
             let encoded = try PyRef(steal: PyUnicode_AsUTF8String(data.pointer), "encoding \"\(key)\"")
@@ -143,8 +152,10 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     }
 
     /// The node's `desc` dict (if any) as a C ParamList.
-    private func descList(_ item: PyPointer, key: String) throws(PluginError) -> UnsafeMutablePointer<ParamList>? {
-        guard let desc = try optionalAttribute(item, "desc"), desc.pointer != aiges_py_none() else { return nil }
+    private func descList(_ item: PyPointer, key: KeyName, name: PyPointer) throws(PluginError)
+        -> UnsafeMutablePointer<ParamList>?
+    {
+        guard let desc = try optionalAttribute(item, name), desc.pointer != aiges_py_none() else { return nil }
         guard aiges_py_is_dict(desc.pointer) != 0 else {
             throw PluginError(.invalidOutput, "\"\(key)\": desc must be a dict")
         }
@@ -160,12 +171,12 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     }
 
     /// An unsigned int attribute (None or missing → `default`).
-    private func field(_ item: PyPointer, _ name: StaticString, key: String, default: UInt32) throws(PluginError)
-        -> UInt32
+    private func field(_ item: PyPointer, _ name: PyPointer, _ label: String, _ key: KeyName, default: UInt32)
+        throws(PluginError) -> UInt32
     {
         guard let value = try optionalAttribute(item, name), value.pointer != aiges_py_none() else { return `default` }
         guard let number = int32(value.pointer), number >= 0 else {
-            throw PluginError(.invalidOutput, "\"\(key)\": \(name) must be a non-negative int")
+            throw PluginError(.invalidOutput, "\"\(key)\": \(label) must be a non-negative int")
         }
         return UInt32(number)
     }
@@ -186,15 +197,29 @@ extension UnsafeRawBufferPointer {
     }
 }
 
+/// An output node's key, turned into text only when an error message needs it.
+private struct KeyName: CustomStringConvertible {
+    let bytes: UnsafePointer<CChar>?
+    init(_ bytes: UnsafeMutablePointer<CChar>?) { self.bytes = UnsafePointer(bytes) }
+    var description: String { bytes.map { String(cString: $0) } ?? "" }
+}
+
+/// `object.name` (new reference); a missing attribute is an error. GIL required.
+func attribute(_ object: PyPointer, _ name: PyPointer) throws(PluginError) -> PyRef {
+    guard let value = PyObject_GetAttr(object, name) else {
+        throw PluginError.fromPython(.badReturnType, "reading .\(str(name) ?? "?")")
+    }
+    return try PyRef(steal: value, "")
+}
+
 /// `object.name`, or nil if it has no such attribute. GIL required.
-func optionalAttribute(_ object: PyPointer, _ name: StaticString) throws(PluginError) -> PyRef? {
-    let raw = UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
-    guard let value = PyObject_GetAttrString(object, raw) else {
+func optionalAttribute(_ object: PyPointer, _ name: PyPointer) throws(PluginError) -> PyRef? {
+    guard let value = PyObject_GetAttr(object, name) else {
         if PyErr_ExceptionMatches(aiges_py_exc_attribute_error()) != 0 {
             PyErr_Clear()
             return nil
         }
-        throw PluginError.fromPython(.invalidOutput, "reading .\(name)")
+        throw PluginError.fromPython(.invalidOutput, "reading .\(str(name) ?? "?")")
     }
     return try PyRef(steal: value, "")
 }

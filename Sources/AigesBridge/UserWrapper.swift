@@ -88,23 +88,25 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
 
     /// Calls `method` with as many of `arguments` (the newest form's) as it accepts. GIL required.
     /// A Python exception becomes `pythonException`, logged once with its traceback and `sid`.
-    func call(_ method: WrapperMethod, _ arguments: [PyPointer?], sid: String? = nil) throws(PluginError) -> PyRef {
+    func call(_ method: WrapperMethod, _ arguments: [PyPointer?], sid: @autoclosure () -> String? = nil)
+        throws(PluginError) -> PyRef
+    {
         guard let found = methods[method.rawValue] else {
             throw PluginError(.methodMissing, "\(path.lastComponent) defines no Wrapper.\(method.name)")
         }
         var arguments = arguments
         let count = min(found.arity, arguments.count)
         guard let result = aiges_py_vectorcall(found.callable, &arguments, count) else {
-            throw PluginError.fromPython(.pythonException, "Wrapper.\(method.name)", sid: sid)
+            throw PluginError.fromPython(.pythonException, "Wrapper.\(method.name)", sid: sid())
         }
         return try PyRef(steal: result, "")
     }
 
     /// Calls `method` and reads its result as a status code: an int (None counts as 0).
-    func callForCode(_ method: WrapperMethod, _ arguments: [PyPointer?], sid: String? = nil) throws(PluginError)
-        -> Int32
+    func callForCode(_ method: WrapperMethod, _ arguments: [PyPointer?], sid: @autoclosure () -> String? = nil)
+        throws(PluginError) -> Int32
     {
-        let result = try call(method, arguments, sid: sid)
+        let result = try call(method, arguments, sid: sid())
         if result.pointer == aiges_py_none() { return 0 }
         guard let code = int32(result.pointer) else {
             throw PluginError(

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CPythonShims.h"
 #include <dlfcn.h>
+#include <structmember.h>
 
 PyObject *aiges_py_none(void) { return Py_None; }
 Py_ssize_t aiges_py_refcnt(PyObject *o) { return Py_REFCNT(o); }
@@ -22,6 +23,25 @@ PyObject *aiges_py_vectorcall(PyObject *callable, PyObject *const *args, size_t 
 PyObject *aiges_py_readonly_view(const void *data, Py_ssize_t len) {
     /* PyMemoryView_FromMemory takes char *, but PyBUF_READ never writes through it. */
     return PyMemoryView_FromMemory((char *)data, len, PyBUF_READ);
+}
+
+Py_ssize_t aiges_py_slot_offset(PyObject *descriptor) {
+    if (descriptor == NULL || !Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) return -1;
+    PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
+    return member->type == T_OBJECT_EX ? member->offset : -1;
+}
+
+PyObject *aiges_py_alloc(PyObject *type) {
+    PyTypeObject *cls = (PyTypeObject *)type;
+    return cls->tp_alloc(cls, 0);
+}
+
+void aiges_py_set_slot(PyObject *object, Py_ssize_t offset, PyObject *value) {
+    PyObject **slot = (PyObject **)((char *)object + offset);
+    PyObject *old = *slot;
+    Py_XINCREF(value);
+    *slot = value;
+    Py_XDECREF(old);
 }
 
 PyObject *aiges_py_exc_type_error(void) { return PyExc_TypeError; }

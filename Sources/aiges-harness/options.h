@@ -48,6 +48,7 @@ int run_exec(const Options *options, Plugin *plugin);
 int run_probe(const Options *options, Plugin *plugin);
 int run_session(const Options *options, Plugin *plugin);
 int run_async(const Options *options, Plugin *plugin);
+int run_bench(const Options *options, Plugin *plugin);
 
 /* wrapperLoadRes for each -r before requests, wrapperUnloadRes after; print and return non-zero on failure. */
 int load_resources(const Options *options, Plugin *plugin);

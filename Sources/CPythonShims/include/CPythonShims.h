@@ -29,6 +29,13 @@ PyObject *aiges_py_vectorcall(PyObject *callable, PyObject *const *args, size_t 
 /** A read-only memoryview over memory Python does not own (borrowed until released). */
 PyObject *aiges_py_readonly_view(const void *data, Py_ssize_t len);
 
+/** Offset of the __slots__ member `descriptor` (a member_descriptor) in its instances, or -1. */
+Py_ssize_t aiges_py_slot_offset(PyObject *descriptor);
+/** A new, empty instance of `type` (all slots NULL) without running __init__. */
+PyObject *aiges_py_alloc(PyObject *type);
+/** Stores a new reference to `value` in the slot at `offset` of `object` (releasing the old one). */
+void aiges_py_set_slot(PyObject *object, Py_ssize_t offset, PyObject *value);
+
 /** Exception types Swift 6 cannot read as globals (they are mutable C variables). */
 PyObject *aiges_py_exc_type_error(void);
 PyObject *aiges_py_exc_attribute_error(void);

@@ -1,0 +1,62 @@
+"""Workloads for `aiges-harness bench` (scripts/bench.sh), chosen by the config key bench.workload.
+
+  echo      returns the input node's bytes (node.data)            tiny echo, 16 MiB echo
+  view      reads only node.view (first and last byte), 8 B out  large input, small output
+  prepared  returns a 16 MiB buffer made at init                 small input, large output
+  empty     returns a node with no data                           empty output
+
+A request whose params carry bench.floor=N does not run the workload: it times N direct Python
+calls of wrapperOnceExec on equivalent objects (the floor) and returns the timings as JSON.
+"""
+import json
+import time
+
+from aiges_embed import DataListCls, DataListNode, Response, ResponseData
+
+DataOnce = 3
+
+
+class Wrapper:
+    def wrapperInit(self, config):
+        self.workload = getattr(self, config.get("bench.workload", "echo"))
+        self.prepared = bytes(range(256)) * (65536)  # 16 MiB
+        return 0
+
+    def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
+        if "bench.floor" in params:
+            return self.floor(int(params["bench.floor"]), reqData.list[0])
+        return self.workload(reqData)
+
+    @staticmethod
+    def reply(key, data):
+        out = ResponseData(key, 0, DataOnce, 0)
+        out.data = data
+        return Response(list=[out])
+
+    def echo(self, reqData):
+        node = reqData.list[0]
+        return self.reply(node.key, node.data)
+
+    def view(self, reqData):
+        view = reqData.list[0].view
+        return self.reply("check", bytes((view[0], view[-1])) * 4 if len(view) else b"\0" * 8)
+
+    def prepared(self, reqData):
+        return self.reply("prepared", self.prepared)
+
+    def empty(self, reqData):
+        return self.reply("empty", b"")
+
+    def floor(self, calls, like):
+        """Times wrapperOnceExec called straight from Python with objects like the plugin's."""
+        payload = bytes(like.view)
+        params = {"sid": "floor", "appid": "bench"}
+        timings = []
+        for _ in range(calls):
+            request = DataListCls([DataListNode(like.key, memoryview(payload), len(payload), like.type, DataOnce, {})])
+            start = time.perf_counter_ns()
+            self.wrapperOnceExec(params, request, "floor", 0)
+            timings.append(time.perf_counter_ns() - start)
+        timings.sort()
+        result = {"median_ns": timings[len(timings) // 2], "p99_ns": timings[min(len(timings) - 1, len(timings) * 99 // 100)]}
+        return self.reply("floor", json.dumps(result).encode())
