@@ -11,6 +11,7 @@ enum Bootstrap {
         let loadWrapper: PyPointer
         let method: PyPointer
         let describe: PyPointer
+        let containerReferences: PyPointer
         /// Where `DataListNode`'s and `DataListCls`'s `__slots__` live in their instances.
         let node: NodeSlots
         let listSlot: Int
@@ -52,6 +53,7 @@ enum Bootstrap {
             loadWrapper: try attribute(plugin.pointer, "load_wrapper").take(),
             method: try attribute(plugin.pointer, "method").take(),
             describe: try attribute(plugin.pointer, "describe").take(),
+            containerReferences: try attribute(plugin.pointer, "container_references").take(),
             node: NodeSlots(
                 key: try slot(dataListNode, "key"), view: try slot(dataListNode, "_view"),
                 data: try slot(dataListNode, "_data"), len: try slot(dataListNode, "len"),

@@ -153,6 +153,7 @@ let aigesEmbedSource = #"""
 /// Source of the private `_aiges_plugin` module.
 let aigesPluginSource = #"""
     """Private helpers of libwrapper.so. Not an API."""
+    import gc
     import importlib.util
     import inspect
     import os
@@ -200,6 +201,24 @@ let aigesPluginSource = #"""
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 names.append(p.name.lower())
         return (fn, min(len(names), most), ",".join(names))
+
+
+    def container_references(obj):
+        """How many references to `obj` GC-visible containers (dicts, lists, tuples, instances, frames)
+        hold. References beyond these come from objects the GC cannot see, such as a numpy array whose
+        base is `obj`."""
+        here = sys._getframe()
+        count = 0
+        for holder in gc.get_referrers(obj):
+            if holder is here:
+                continue
+            if isinstance(holder, dict):
+                count += sum(1 for value in holder.values() if value is obj) + sum(1 for key in holder if key is obj)
+            elif isinstance(holder, (list, tuple)):
+                count += sum(1 for value in holder if value is obj)
+            else:
+                count += 1
+        return count
 
 
     def describe(exc):

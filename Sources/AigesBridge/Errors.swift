@@ -34,6 +34,8 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
     case hookNotSet = 22014
     /// `aiges_embed.callback` for a tag that is unknown or whose request already ended (returned to Python).
     case resultDropped = 22015
+    /// wrapper.py kept a buffer made from a request view (e.g. `np.frombuffer(node.view)`) past the call.
+    case viewEscaped = 22016
 
     /// Short fixed description, the first part of every `wrapperError` text for this code.
     var summary: String {
@@ -52,6 +54,7 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
         case .internalError: "internal error"
         case .hookNotSet: "the loader set no hook of this kind (wrapperSetCtrl)"
         case .resultDropped: "result dropped: unknown tag, or its request already ended"
+        case .viewEscaped: "wrapper.py kept a buffer of request memory past the call"
         }
     }
 }

@@ -26,9 +26,11 @@ extension Plugin {
         }
         let patch = patchId ?? String(resId)
         let code = try withGIL { () throws(PluginError) -> Int32 in
-            let request = try LoanedRequest.make(data, "perData")
+            var request = try LoanedRequest.make(data, "perData")
             let id = try resourceArgument(wrapper, .wrapperLoadRes, position: 1, patch: patch, resId: resId)
-            return try wrapper.callForCode(.wrapperLoadRes, [request.list, id.pointer])
+            let code = try wrapper.callForCode(.wrapperLoadRes, [request.list, id.pointer])
+            try request.finish()
+            return code
         }
         if code != 0 { throw PluginError(wrapperCode: code) }
         patches.withLock { $0[resId] = patch }

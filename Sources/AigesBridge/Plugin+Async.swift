@@ -34,7 +34,7 @@ extension Plugin {
                 let persId = try PyRef(
                     steal: PyLong_FromUnsignedLong(
                         UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
-                let request = try LoanedRequest.make(request, "reqData")
+                var request = try LoanedRequest.make(request, "reqData")
                 let arguments = [params.dict.pointer, request.list, tag.pointer, persId.pointer]
                 if wrapper.defines(.wrapperOnceExecAsync) {
                     let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments, sid: params.sid)
@@ -45,6 +45,7 @@ extension Plugin {
                     let sid = params.sid
                     DispatchQueue.global().async { runOnceExec(wrapper, held, tag: label, sid: sid) }
                 }
+                try request.finish()
             } catch {
                 target.close()
                 CallbackTargets.unregister(target)

@@ -77,10 +77,12 @@ extension Plugin {
         let wrapper = try running()
         var bytes = 0
         let code = try withGIL { () throws(PluginError) -> Int32 in
-            let request = try LoanedRequest.make(request, "reqData")
+            var request = try LoanedRequest.make(request, "reqData")
             bytes = request.loans.reduce(0) { $0 + $1.count }
-            return try wrapper.callForCode(
+            let code = try wrapper.callForCode(
                 .wrapperWrite, [session.handleObject, request.list, session.sidObject], sid: session.sid)
+            try request.finish()
+            return code
         }
         session.noteWrite(bytes: bytes)
         if code != 0 { throw PluginError(wrapperCode: code) }

@@ -170,10 +170,12 @@ public enum Plugin {
                 steal: PyLong_FromUnsignedLong(
                     UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),
                 "persId")
-            let request = try LoanedRequest.make(request, "reqData")
+            var request = try LoanedRequest.make(request, "reqData")
             let result = try wrapper.call(
                 .wrapperOnceExec, [params.dict.pointer, request.list, tag.pointer, persId.pointer], sid: params.sid)
-            return try OutputBatch(result.pointer, kind: .once, loans: request.loans)
+            let batch = try OutputBatch(result.pointer, kind: .once, loans: request.loans)
+            try request.finish()
+            return batch
         }
         response.pointee = batch.head
         ExecOutputs.hold(batch)

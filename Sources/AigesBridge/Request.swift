@@ -58,6 +58,7 @@ struct LoanedRequest: ~Copyable {
     let list: PyPointer
     private let items: PyPointer  // owned: the Python list inside `list`
     private var lent: [Loan] = []
+    private var finished = false
 
     /// One node lent to Python: the node and its memoryview (owned references) and the loader bytes.
     private struct Loan {
@@ -125,10 +126,32 @@ struct LoanedRequest: ~Copyable {
         aiges_py_set_slot(node, offset, value.pointer)
     }
 
-    deinit {
+    /// Ends the loan before the C call returns (GIL held): nodes Python kept get their own bytes,
+    /// views Python kept are released. A buffer still exported from a view — say
+    /// `np.frombuffer(node.view)` stored on `self` — would point at freed loader memory: the call
+    /// fails with `viewEscaped` so the author finds out at once (copy it instead).
+    mutating func finish() throws(PluginError) {
+        finished = true
+        let escaped = Self.endLoans(items: items, list: list, lent: lent)
+        if escaped > 0 {
+            throw PluginError(
+                .viewEscaped,
+                """
+                wrapper.py kept \(escaped) buffer(s) made from request views past the call (e.g. \
+                np.frombuffer(node.view) or a slice of node.view stored on self); they would point at freed \
+                loader memory: \
+                keep node.data, bytes(node.view) or a copy instead
+                """)
+        }
+    }
+
+    /// Drops our hold on the request, detaches kept nodes and revokes kept views (once per request).
+    /// - Returns: how many views could not be revoked.
+    private static func endLoans(items: PyPointer, list: PyPointer, lent: [Loan]) -> Int {
         Py_DecRef(items)
-        Py_DecRef(list)  // drops our hold; if Python kept nothing, the nodes are ours alone now
-        guard let objects = Bootstrap.objects else { return }
+        Py_DecRef(list)  // if Python kept nothing, the nodes are ours alone now
+        guard let objects = Bootstrap.objects else { return 0 }
+        var escaped = 0
         for loan in lent {
             if aiges_py_refcnt(loan.node) > 1 {
                 // Python kept this node: give it its own bytes before the loader frees them.
@@ -139,24 +162,47 @@ struct LoanedRequest: ~Copyable {
                 }
             }
             Py_DecRef(loan.node)
-            if aiges_py_refcnt(loan.view) > 1 { Self.revoke(loan.view, loan.bytes, objects) }
+            if !Self.revokeIfKept(loan.view, loan.bytes, objects) { escaped += 1 }
             Py_DecRef(loan.view)
         }
+        return escaped
     }
 
-    /// Ends a view that Python still references, so that using it raises ValueError.
-    private static func revoke(_ view: PyPointer, _ loan: UnsafeRawBufferPointer, _ objects: Bootstrap.Objects) {
-        if let result = PyObject_CallMethodNoArgs(view, objects.names.release) {
-            Py_DecRef(result)
-            return
+    deinit {
+        if !finished { _ = Self.endLoans(items: items, list: list, lent: lent) }  // an error path before finish()
+    }
+
+    /// Ends `view` if Python still references it, so that using it raises ValueError.
+    /// - Returns: false if loader memory stays reachable from Python: a slice of the view, a buffer
+    ///   still exported from it, or a holder the GC cannot see (a numpy array whose base is the view:
+    ///   `np.frombuffer` keeps the pointer but not the export).
+    private static func revokeIfKept(_ view: PyPointer, _ loan: UnsafeRawBufferPointer, _ objects: Bootstrap.Objects)
+        -> Bool
+    {
+        let sharedBySlices = aiges_py_view_sharers(view) > 1
+        let references = aiges_py_refcnt(view) - 1  // beyond ours
+        guard references > 0 || sharedBySlices else { return true }  // the common case: nothing kept
+        var safe = !sharedBySlices
+        if references > 0 {
+            if let result = PyObject_CallMethodNoArgs(view, objects.names.release) {
+                Py_DecRef(result)
+                var argument: PyPointer? = view
+                if let counted = aiges_py_vectorcall(objects.containerReferences, &argument, 1) {
+                    defer { Py_DecRef(counted) }
+                    if let explained = int32(counted), Int(explained) < references { safe = false }
+                } else {
+                    PyErr_Clear()
+                }
+            } else {
+                PyErr_Clear()  // BufferError: a buffer exported from the view is still alive
+                safe = false
+            }
         }
-        // BufferError: a buffer derived from the view (np.frombuffer(node.view), …) is still alive.
-        let (summary, _) = PythonException.fetch()
-        Log.logger.error(
-            """
-            wrapper.py kept a buffer made from a request view (\(loan.count) bytes) past the call: \
-            it points at loader memory that is about to be freed; copy it instead (\(summary))
-            """)
+        if !safe {
+            Log.logger.error(
+                "wrapper.py kept loader memory (\(loan.count) bytes of a request view) past the call; copy it instead")
+        }
+        return safe
     }
 }
 

@@ -44,6 +44,11 @@ void aiges_py_set_slot(PyObject *object, Py_ssize_t offset, PyObject *value) {
     Py_XDECREF(old);
 }
 
+Py_ssize_t aiges_py_view_sharers(PyObject *view) {
+    if (!PyMemoryView_Check(view)) return 0;
+    return ((PyMemoryViewObject *)view)->mbuf->exports;
+}
+
 PyObject *aiges_py_exc_type_error(void) { return PyExc_TypeError; }
 PyObject *aiges_py_exc_attribute_error(void) { return PyExc_AttributeError; }
 

@@ -12,6 +12,7 @@ typedef struct {
     Plugin *plugin;
     int thread;
     int failures;
+    int call; /* --churn: the one request this thread makes */
 } Caller;
 
 static pthread_mutex_t printLock = PTHREAD_MUTEX_INITIALIZER;
@@ -69,6 +70,12 @@ static int one_request(Caller *caller, int call) {
     return failed;
 }
 
+static void *churn_main(void *argument) {
+    Caller *caller = argument;
+    caller->failures += one_request(caller, caller->call);
+    return NULL;
+}
+
 static void *caller_main(void *argument) {
     Caller *caller = argument;
     for (int call = 0; call < caller->options->repeat; call++) caller->failures += one_request(caller, call);
@@ -80,19 +87,26 @@ int run_exec(const Options *options, Plugin *plugin) {
     if (load_resources(options, plugin) != 0) return 1;
     Caller callers[256];
     pthread_t threads[256];
-    for (int t = 0; t < options->threads; t++) {
-        callers[t] = (Caller){options, plugin, t, 0};
+    int failures = 0;
+    for (int call = 0; options->churn && call < options->repeat; call++) {
+        Caller caller = {options, plugin, 0, 0, call};
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, churn_main, &caller) != 0) return 1;
+        pthread_join(thread, NULL);
+        failures += caller.failures;
+    }
+    for (int t = 0; !options->churn && t < options->threads; t++) {
+        callers[t] = (Caller){options, plugin, t, 0, 0};
         if (pthread_create(&threads[t], NULL, caller_main, &callers[t]) != 0) {
             fprintf(stderr, "harness: cannot start thread %d\n", t);
             return 1;
         }
     }
-    int failures = 0;
-    for (int t = 0; t < options->threads; t++) {
+    for (int t = 0; !options->churn && t < options->threads; t++) {
         pthread_join(threads[t], NULL);
         failures += callers[t].failures;
     }
-    int total = options->threads * options->repeat;
+    int total = options->churn ? options->repeat : options->threads * options->repeat;
     failures += unload_resources(options, plugin);
     if (!options->noInit) {
         int code = plugin->fini();

@@ -34,6 +34,7 @@ typedef struct {
     int expectRet; /* async mode: the ret every callback must carry */
     int nestedExec; /* callbacks block until a wrapperExec on another thread has finished */
     int hooks;     /* install meter and trace hooks with wrapperSetCtrl before init */
+    int churn;     /* exec mode: every request on a new thread that exits after it */
     Pair resources[16]; /* -r ID:PATCH=VALUE, loaded before requests */
     int resourceCount;
     unsigned int persIds[16]; /* --pers ID, passed as psrIds */

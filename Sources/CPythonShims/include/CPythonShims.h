@@ -36,6 +36,10 @@ PyObject *aiges_py_alloc(PyObject *type);
 /** Stores a new reference to `value` in the slot at `offset` of `object` (releasing the old one). */
 void aiges_py_set_slot(PyObject *object, Py_ssize_t offset, PyObject *value);
 
+/** How many memoryviews (the view itself while unreleased, its slices and copies) share `view`'s
+    managed buffer; 0 if `view` is not a memoryview. */
+Py_ssize_t aiges_py_view_sharers(PyObject *view);
+
 /** Exception types Swift 6 cannot read as globals (they are mutable C variables). */
 PyObject *aiges_py_exc_type_error(void);
 PyObject *aiges_py_exc_attribute_error(void);

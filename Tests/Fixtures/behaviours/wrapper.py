@@ -36,6 +36,8 @@ class Wrapper:
             return Response(list=[node("x", b"abc", len=10)])
         if mode == "len_prefix":
             return Response(list=[node("x", b"abcdef", len=3)])
+        if mode == "over_4gib":
+            return Response(list=[node("x", np.zeros((1 << 32) + 1, dtype=np.uint8))])  # calloc'd: never touched
         if mode == "bad_key":
             return Response(list=[node(None, b"abc")])
         if mode == "kinds":

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Benchmarks dist/libwrapper.so with `aiges-harness bench` (loaded like the loader, called from
+# loader-style threads) and writes the tables to docs/performance.md.
+#   scripts/bench.sh            # RSS after 1k vs 100k calls per workload (a few minutes)
+#   scripts/bench.sh 20000      # a quicker run: RSS after 1k vs 20k calls
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh >/dev/null
+calls=${1:-100000}
+command="dist/aiges-harness bench -c wrapper.file=scripts/bench/wrapper.py -n $calls"
+tables=$($command 2>/dev/null)
+{
+    echo "# Performance"
+    echo
+    echo "Produced by \`scripts/bench.sh${1:+ $1}\`, which runs \`$command\`"
+    echo "on $(date -u +%Y-%m-%d): $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
+    echo "$(. /etc/os-release && echo "$PRETTY_NAME"), Python $(/usr/bin/python3 -c 'import platform; print(platform.python_version())'), release build."
+    echo "Every figure below comes from that one run; the machine is shared and noisy, so compare"
+    echo "ratios within the run rather than absolute numbers across runs."
+    echo
+    echo "- **zero-copy**: the default data path; **copy mode**: config \`data.copy = true\`, which copies"
+    echo "  inputs to \`bytes\` and outputs into plugin memory as a naive plugin does."
+    echo "- **floor**: the same \`wrapperOnceExec\` called directly from Python, in the same process, on"
+    echo "  equivalent \`aiges_embed\` objects built beforehand (only the call is timed)."
+    echo "- Latency is \`wrapperExec\` + \`wrapperExecFree\`; the harness builds its request list once"
+    echo "  per thread, outside the timed region."
+    echo
+    echo "$tables"
+    cat docs/performance-notes.md
+} > docs/performance.md
+echo "wrote docs/performance.md"
