@@ -184,23 +184,27 @@ let aigesPluginSource = #"""
             raise
 
 
-    def method(instance, name, most):
-        """(bound method, how many positional arguments up to `most` it takes, their lower-cased names
-        joined by ","), or None if the instance has no such method."""
+    def method(instance, name):
+        """(bound method, [(parameter name lower-cased, has a default)], takes *args) for the method
+        `name`, or None if the instance has none. A stub inherited unchanged from the SDK's
+        aiges.sdk.WrapperBase counts as none: those raise NotImplementedError or return placeholders."""
         fn = getattr(instance, name, None)
         if fn is None or not callable(fn):
+            return None
+        owner = getattr(getattr(fn, "__func__", fn), "__qualname__", "").split(".")[0]
+        if owner == "WrapperBase" and getattr(getattr(fn, "__func__", fn), "__module__", "") == "aiges.sdk":
             return None
         try:
             parameters = inspect.signature(fn).parameters.values()
         except (TypeError, ValueError):
-            return (fn, most, "")
+            return (fn, [], True)
         names = []
         for p in parameters:
             if p.kind == p.VAR_POSITIONAL:
-                return (fn, most, ",".join(names))
+                return (fn, names, True)
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                names.append(p.name.lower())
-        return (fn, min(len(names), most), ",".join(names))
+                names.append((p.name.lower(), p.default is not p.empty))
+        return (fn, names, False)
 
 
     def container_references(obj):

@@ -8,8 +8,8 @@ extension Plugin {
     private static let patches = Mutex<[UInt32: String]>([:])
 
     /// Calls `wrapperLoadRes(reqData, patch_id)` — patch_id from the first node's desc (`patch_id`),
-    /// else the resId as text — or `wrapperLoadRes(reqData, resId)` for wrappers whose second
-    /// parameter is named resId. Remembers resId → patch_id for `unloadResource`.
+    /// else the resId as text — or `wrapperLoadRes(reqData, resId)` for wrappers whose parameter is
+    /// named resId (see `CallArguments`). Remembers resId → patch_id for `unloadResource`.
     ///
     /// The corresponding C function is `wrapperLoadRes`.
     public static func loadResource(_ data: UnsafeMutablePointer<DataList>?, resId: UInt32) throws(PluginError) {
@@ -27,8 +27,11 @@ extension Plugin {
         let patch = patchId ?? String(resId)
         let code = try withGIL { () throws(PluginError) -> Int32 in
             var request = try LoanedRequest.make(data, "perData")
-            let id = try resourceArgument(wrapper, .wrapperLoadRes, position: 1, patch: patch, resId: resId)
-            let code = try wrapper.callForCode(.wrapperLoadRes, [request.list, id.pointer])
+            let patchObject = try makeUnicode(patch)
+            let resIdObject = try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
+            let code = try wrapper.callForCode(
+                .wrapperLoadRes,
+                CallArguments(reqData: request.list, patchId: patchObject.pointer, resId: resIdObject.pointer))
             try request.finish()
             return code
         }
@@ -47,23 +50,13 @@ extension Plugin {
         }
         if wrapper.defines(.wrapperUnloadRes) {
             let code = try withGIL { () throws(PluginError) -> Int32 in
-                let id = try resourceArgument(wrapper, .wrapperUnloadRes, position: 0, patch: patch, resId: resId)
-                return try wrapper.callForCode(.wrapperUnloadRes, [id.pointer])
+                let patchObject = try makeUnicode(patch)
+                let resIdObject = try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
+                return try wrapper.callForCode(
+                    .wrapperUnloadRes, CallArguments(patchId: patchObject.pointer, resId: resIdObject.pointer))
             }
             if code != 0 { throw PluginError(wrapperCode: code) }
         }
         patches.withLock { $0[resId] = nil }
-    }
-
-    /// The resource argument a wrapper expects: the numeric resId if that parameter is named so,
-    /// else the patch_id string (the newest form).
-    private static func resourceArgument(
-        _ wrapper: UserWrapper, _ method: WrapperMethod, position: Int, patch: String, resId: UInt32
-    ) throws(PluginError) -> PyRef {
-        let name = wrapper.parameterName(method, at: position) ?? ""
-        if name.contains("resid") || name.contains("res_id") {
-            return try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
-        }
-        return try makeUnicode(patch)
     }
 }

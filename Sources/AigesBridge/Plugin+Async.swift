@@ -35,15 +35,16 @@ extension Plugin {
                     steal: PyLong_FromUnsignedLong(
                         UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
                 var request = try LoanedRequest.make(request, "reqData")
-                let arguments = [params.dict.pointer, request.list, tag.pointer, persId.pointer]
+                let arguments = CallArguments(
+                    params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
+                    sid: params.sidObject)
                 if wrapper.defines(.wrapperOnceExecAsync) {
-                    let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments, sid: params.sid)
+                    let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments)
                     if code != 0 { throw PluginError(wrapperCode: code) }
                 } else {
                     // Held references keep the request alive past this call, so its nodes get their own bytes.
                     let held = HeldArguments(arguments)
-                    let sid = params.sid
-                    DispatchQueue.global().async { runOnceExec(wrapper, held, tag: label, sid: sid) }
+                    DispatchQueue.global().async { runOnceExec(wrapper, held, tag: label) }
                 }
                 try request.finish()
             } catch {
@@ -56,12 +57,12 @@ extension Plugin {
     }
 
     /// Serves an async request with the synchronous `wrapperOnceExec` and delivers its result.
-    private static func runOnceExec(_ wrapper: UserWrapper, _ held: HeldArguments, tag: String, sid: String) {
+    private static func runOnceExec(_ wrapper: UserWrapper, _ held: HeldArguments, tag: String) {
         withGIL {
             defer { held.release() }
             let result: PyRef
             do throws(PluginError) {
-                result = try wrapper.call(.wrapperOnceExec, held.arguments, sid: sid)
+                result = try wrapper.call(.wrapperOnceExec, held.arguments)
             } catch {
                 ErrorTexts.record(error)
                 deliverFailure(error, tag: tag)
@@ -80,14 +81,14 @@ extension Plugin {
 
 /// Python arguments kept alive past the C call that made them (owned references).
 private final class HeldArguments: @unchecked Sendable {  // touched only with the GIL held
-    let arguments: [PyPointer?]
+    let arguments: CallArguments
 
     /// Takes a new reference to each argument. GIL required.
-    init(_ arguments: [PyPointer?]) {
-        arguments.forEach { Py_IncRef($0) }
+    init(_ arguments: CallArguments) {
+        CallArguments.Kind.allCases.forEach { Py_IncRef(arguments[$0]) }
         self.arguments = arguments
     }
 
     /// Drops the references. GIL required.
-    func release() { arguments.forEach { Py_DecRef($0) } }
+    func release() { CallArguments.Kind.allCases.forEach { Py_DecRef(arguments[$0]) } }
 }

@@ -32,7 +32,9 @@ extension Plugin {
             do throws(PluginError) {
                 let sid = try makeUnicode(params.sid)
                 let result = try wrapper.call(
-                    .wrapperCreate, [params.dict.pointer, sid.pointer, persId.pointer, tag.pointer], sid: params.sid)
+                    .wrapperCreate,
+                    CallArguments(
+                        params: params.dict.pointer, usrTag: tag.pointer, persId: persId.pointer, sid: sid.pointer))
                 let pythonHandle = try sessionHandle(from: result.pointer)
                 let handleText = string(fromUnicode: pythonHandle.pointer) ?? ""
                 CallbackTargets.register(target, tags: [handleText])
@@ -80,7 +82,8 @@ extension Plugin {
             var request = try LoanedRequest.make(request, "reqData")
             bytes = request.loans.reduce(0) { $0 + $1.count }
             let code = try wrapper.callForCode(
-                .wrapperWrite, [session.handleObject, request.list, session.sidObject], sid: session.sid)
+                .wrapperWrite,
+                CallArguments(reqData: request.list, sid: session.sidObject, handle: session.handleObject))
             try request.finish()
             return code
         }
@@ -104,8 +107,7 @@ extension Plugin {
         var batches = session.target.takeQueued()
         if wrapper.defines(.wrapperRead) {
             let batch = try withGIL { () throws(PluginError) -> OutputBatch? in
-                let result = try wrapper.call(
-                    .wrapperRead, [session.handleObject, session.sidObject], sid: session.sid)
+                let result = try wrapper.call(.wrapperRead, session.arguments)
                 if result.pointer == aiges_py_none() { return nil }
                 return try OutputBatch(result.pointer, kind: .stream)
             }
@@ -125,7 +127,7 @@ extension Plugin {
         CallbackTargets.unregister(session.target)
         guard let wrapper = try? running(), wrapper.defines(.wrapperDestroy) else { return }
         let code = try withGIL { () throws(PluginError) -> Int32 in
-            try wrapper.callForCode(.wrapperDestroy, [session.handleObject], sid: session.sid)
+            try wrapper.callForCode(.wrapperDestroy, session.arguments)
         }
         Log.logger.debug("session \(session.sid) closed: \(session.summary)")
         if code != 0 { throw PluginError(wrapperCode: code) }
@@ -142,7 +144,7 @@ extension Plugin {
         var text = session.summary
         if let wrapper = try? running(), wrapper.defines(.wrapperDebugInfo) {
             text = withGIL { () -> String in
-                guard let result = try? wrapper.call(.wrapperDebugInfo, [session.handleObject], sid: session.sid) else {
+                guard let result = try? wrapper.call(.wrapperDebugInfo, session.arguments) else {
                     return session.summary + " (wrapperDebugInfo raised)"
                 }
                 return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? session.summary

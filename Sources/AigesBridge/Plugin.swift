@@ -49,7 +49,7 @@ public enum Plugin {
             }
             settings[String(cString: entry.key)] = value ?? ""
         }
-        Log.configure(level: settings["log.level"])
+        Log.configure(settings)
         if let microseconds = settings["gil.gate_us"].flatMap({ Int($0) }), microseconds >= 0 {
             EntryGate.waitNanoseconds.store(microseconds * 1000, ordering: .relaxed)
         }
@@ -63,7 +63,9 @@ public enum Plugin {
             let dict = try makeDict(config, "config")
             let code: Int32
             do throws(PluginError) {
-                code = wrapper.defines(.wrapperInit) ? try wrapper.callForCode(.wrapperInit, [dict.pointer]) : 0
+                code =
+                    wrapper.defines(.wrapperInit)
+                    ? try wrapper.callForCode(.wrapperInit, CallArguments(config: dict.pointer)) : 0
             } catch {
                 throw PluginError(.initFailed, "\(path): \(error.detail)")
             }
@@ -112,7 +114,7 @@ public enum Plugin {
         }
         defer { state.withLock { $0 = .stopped } }
         let code = try withGIL { () throws(PluginError) -> Int32 in
-            wrapper.defines(.wrapperFini) ? try wrapper.callForCode(.wrapperFini, []) : 0
+            wrapper.defines(.wrapperFini) ? try wrapper.callForCode(.wrapperFini, CallArguments()) : 0
         }
         if code != 0 { throw PluginError(wrapperCode: code) }
     }
@@ -144,7 +146,7 @@ public enum Plugin {
     private static func wrapperText(_ wrapper: UserWrapper, _ code: Int32) -> String {
         guard wrapper.defines(.wrapperError) else { return "wrapper.py error \(code)" }
         guard let codeObject = try? PyRef(steal: PyLong_FromLong(Int(code)), ""),
-            let result = try? wrapper.call(.wrapperError, [codeObject.pointer])
+            let result = try? wrapper.call(.wrapperError, CallArguments(code: codeObject.pointer))
         else { return "wrapper.py error \(code) (its wrapperError failed)" }
         return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? "wrapper.py error \(code)"
     }
@@ -172,7 +174,10 @@ public enum Plugin {
                 "persId")
             var request = try LoanedRequest.make(request, "reqData")
             let result = try wrapper.call(
-                .wrapperOnceExec, [params.dict.pointer, request.list, tag.pointer, persId.pointer], sid: params.sid)
+                .wrapperOnceExec,
+                CallArguments(
+                    params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
+                    sid: params.sidObject))
             let batch = try OutputBatch(result.pointer, kind: .once, loans: request.loans)
             try request.finish()
             return batch

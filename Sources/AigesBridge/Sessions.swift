@@ -40,6 +40,9 @@ final class Session: @unchecked Sendable {  // Python objects used under the GIL
         self.sidObject = sidObject
     }
 
+    /// The session's handle and sid as wrapper.py methods get them.
+    var arguments: CallArguments { CallArguments(sid: sidObject, handle: handleObject) }
+
     /// Counts a write of `bytes` input bytes.
     func noteWrite(bytes: Int) {
         state.withLock {

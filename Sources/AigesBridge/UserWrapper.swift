@@ -2,6 +2,57 @@ import CPython
 import CPythonShims
 import Glibc
 
+/// What the plugin can pass to a wrapper.py method; each call fills the ones it has.
+struct CallArguments {
+    var config: PyPointer?
+    var code: PyPointer?
+    var params: PyPointer?
+    var reqData: PyPointer?
+    var usrTag: PyPointer?
+    var persId: PyPointer?
+    /// The request's sid (also the thread's log context while the method runs).
+    var sid: PyPointer?
+    var handle: PyPointer?
+    var patchId: PyPointer?
+    var resId: PyPointer?
+
+    /// The kinds of value a method parameter can ask for.
+    enum Kind: CaseIterable {
+        case config, code, params, reqData, usrTag, persId, sid, handle, patchId, resId
+
+        /// Parameter names (lower-cased) seen in wrapper.py files for this value.
+        var names: Set<String> {
+            switch self {
+            case .config: ["config", "cfg", "conf", "configs"]
+            case .code: ["ret", "code", "errnum", "err", "error_code", "errcode"]
+            case .params: ["params", "param", "parameters"]
+            case .reqData: ["reqdata", "req", "data", "datas", "request", "req_data", "perdata", "reqdatas"]
+            case .usrTag: ["usrtag", "usr_tag", "usertag", "user_tag", "tag"]
+            case .persId: ["persid", "pers_id", "psrid", "psrids", "psr_id"]
+            case .sid: ["sid", "session_id", "sessionid"]
+            case .handle: ["handle", "hdl", "session"]
+            case .patchId: ["patch_id", "patchid", "patch"]
+            case .resId: ["resid", "res_id", "resourceid", "resource_id"]
+            }
+        }
+    }
+
+    subscript(kind: Kind) -> PyPointer? {
+        switch kind {
+        case .config: config
+        case .code: code
+        case .params: params
+        case .reqData: reqData
+        case .usrTag: usrTag
+        case .persId: persId
+        case .sid: sid
+        case .handle: handle
+        case .patchId: patchId
+        case .resId: resId
+        }
+    }
+}
+
 /// Methods the plugin may call on the user's `Wrapper` instance.
 enum WrapperMethod: Int, CaseIterable {
     case wrapperInit, wrapperFini, wrapperError
@@ -12,34 +63,51 @@ enum WrapperMethod: Int, CaseIterable {
     /// The Python method name.
     var name: String { String(describing: self) }
 
-    /// Arguments of the newest form (python-api.md); older forms take a prefix of them.
-    var maximumArguments: Int {
+    /// The arguments of the newest form (python-api.md), in order.
+    var newestForm: [CallArguments.Kind] {
         switch self {
-        case .wrapperFini: 0
-        case .wrapperInit, .wrapperError, .wrapperRead, .wrapperDestroy, .wrapperDebugInfo, .wrapperUnloadRes: 1
-        case .wrapperWrite, .wrapperLoadRes: 2
-        case .wrapperOnceExec, .wrapperOnceExecAsync, .wrapperCreate: 4
+        case .wrapperInit: [.config]
+        case .wrapperFini: []
+        case .wrapperError: [.code]
+        case .wrapperOnceExec, .wrapperOnceExecAsync: [.params, .reqData, .usrTag, .persId]
+        case .wrapperCreate: [.params, .sid, .persId, .usrTag]
+        case .wrapperWrite: [.handle, .reqData]
+        case .wrapperRead, .wrapperDestroy, .wrapperDebugInfo: [.handle]
+        case .wrapperLoadRes: [.reqData, .patchId]
+        case .wrapperUnloadRes: [.patchId]
+        }
+    }
+
+    /// Values older forms may ask for by name beyond the newest form's.
+    var alsoAvailable: [CallArguments.Kind] {
+        switch self {
+        case .wrapperOnceExec, .wrapperOnceExecAsync, .wrapperWrite, .wrapperRead, .wrapperDestroy,
+            .wrapperDebugInfo:
+            [.sid]
+        case .wrapperLoadRes, .wrapperUnloadRes: [.resId]
+        default: []
         }
     }
 }
 
 /// The user's `Wrapper` instance and the methods it defines, resolved once at load.
 ///
-/// Missing methods do not stop loading; calling one fails with `methodMissing`.
+/// Missing methods do not stop loading; calling one fails with `methodMissing`. Each method's
+/// argument list is planned once from its parameter names, so every signature generation in
+/// use is called with what it asks for.
 final class UserWrapper: @unchecked Sendable {  // immutable after init; Python objects used under the GIL
     /// The wrapper.py file it came from.
     let path: String
     private let instance: PyPointer  // owned
     private let methods: [Method?]  // by WrapperMethod.rawValue
 
-    /// A method wrapper.py defines: the bound method (owned), how many arguments it takes, their names.
+    /// A method wrapper.py defines: the bound method (owned) and what to pass for each parameter.
     private struct Method {
         let callable: PyPointer
-        let arity: Int
-        let parameterNames: [String]
+        let plan: [CallArguments.Kind]
     }
 
-    /// Imports `path`, instantiates `className` and inspects its methods. GIL required.
+    /// Imports `path`, instantiates `className` and plans its methods' arguments. GIL required.
     init(path: String, className: String) throws(PluginError) {
         guard let objects = Bootstrap.objects else { throw PluginError(.initFailed, "aiges_embed not installed") }
         self.path = path
@@ -53,60 +121,73 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
         var methods: [Method?] = []
         for method in WrapperMethod.allCases {
             let name = try makeUnicode(method.name)
-            let most = try PyRef(steal: PyLong_FromLong(method.maximumArguments), "")
-            var arguments: [PyPointer?] = [instance, name.pointer, most.pointer]
-            guard let found = aiges_py_vectorcall(objects.method, &arguments, 3) else {
+            var arguments: [PyPointer?] = [instance, name.pointer]
+            guard let found = aiges_py_vectorcall(objects.method, &arguments, 2) else {
                 let error = PluginError.fromPython(.initFailed, "inspecting \(className).\(method.name) in \(path)")
                 methods.forEach { Py_DecRef($0?.callable) }
                 Py_DecRef(instance)
                 throw error
             }
-            methods.append(Self.unpack(found))
+            methods.append(Self.plan(method, found))
         }
         self.methods = methods
     }
 
-    /// The method from the helper's `(callable, arity, names)` tuple (stealing `found`), or nil for None.
-    private static func unpack(_ found: PyPointer) -> Method? {
+    /// The method and its argument plan from the helper's `(callable, [(name, has default)], *args)`
+    /// (stealing `found`), or nil for None.
+    private static func plan(_ method: WrapperMethod, _ found: PyPointer) -> Method? {
         defer { Py_DecRef(found) }
         guard aiges_py_is_tuple(found) != 0, let callable = PyTuple_GetItem(found, 0),
-            let arity = PyTuple_GetItem(found, 1).flatMap(int32),
-            let names = PyTuple_GetItem(found, 2).flatMap(string(fromUnicode:))
+            let parameters = PyTuple_GetItem(found, 1), let varArgs = PyTuple_GetItem(found, 2)
         else { return nil }
-        let parameterNames = names.split(separator: ",").map(String.init)
-        return Method(callable: PyRef(retain: callable).take(), arity: Int(arity), parameterNames: parameterNames)
+        let owned = PyRef(retain: callable).take()
+        if PyObject_IsTrue(varArgs) == 1 { return Method(callable: owned, plan: method.newestForm) }
+        let available = method.newestForm + method.alsoAvailable
+        var plan: [CallArguments.Kind] = []
+        for index in 0..<PyList_Size(parameters) {
+            guard let entry = PyList_GetItem(parameters, index), let name = PyTuple_GetItem(entry, 0).flatMap(string),
+                let hasDefault = PyTuple_GetItem(entry, 1).map({ PyObject_IsTrue($0) == 1 })
+            else { break }
+            if let kind = available.first(where: { $0.names.contains(name) }) {
+                plan.append(kind)
+            } else if hasDefault {
+                break  // an optional parameter the plugin has nothing for: leave it to its default
+            } else if index < method.newestForm.count {
+                plan.append(method.newestForm[index])  // an unfamiliar name: the newest form's value here
+            } else {
+                Log.logger.warning("Wrapper.\(method.name): nothing to pass as parameter \"\(name)\"; passing None")
+                plan.append(.code)  // never set for this method: None
+            }
+        }
+        return Method(callable: owned, plan: plan)
     }
 
-    /// The lower-cased name of `method`'s parameter at `index` (after self), if known.
-    func parameterName(_ method: WrapperMethod, at index: Int) -> String? {
-        guard let names = methods[method.rawValue]?.parameterNames, index < names.count else { return nil }
-        return names[index]
-    }
-
-    /// Whether wrapper.py defines `method`.
+    /// Whether wrapper.py defines `method` (an unchanged aiges.sdk.WrapperBase stub does not count).
     func defines(_ method: WrapperMethod) -> Bool { methods[method.rawValue] != nil }
 
-    /// Calls `method` with as many of `arguments` (the newest form's) as it accepts. GIL required.
-    /// A Python exception becomes `pythonException`, logged once with its traceback and `sid`.
-    func call(_ method: WrapperMethod, _ arguments: [PyPointer?], sid: @autoclosure () -> String? = nil)
-        throws(PluginError) -> PyRef
-    {
+    /// Calls `method` with the arguments its plan asks for. GIL required. A Python exception becomes
+    /// `pythonException`, logged once with its traceback and the request's sid.
+    func call(_ method: WrapperMethod, _ arguments: CallArguments) throws(PluginError) -> PyRef {
         guard let found = methods[method.rawValue] else {
             throw PluginError(.methodMissing, "\(path.lastComponent) defines no Wrapper.\(method.name)")
         }
-        var arguments = arguments
-        let count = min(found.arity, arguments.count)
-        guard let result = aiges_py_vectorcall(found.callable, &arguments, count) else {
-            throw PluginError.fromPython(.pythonException, "Wrapper.\(method.name)", sid: sid())
+        let none = aiges_py_none()
+        let result = RequestContext.with(sid: arguments.sid) {
+            withUnsafeTemporaryAllocation(of: PyPointer?.self, capacity: max(found.plan.count, 1)) { buffer in
+                for (index, kind) in found.plan.enumerated() { buffer[index] = arguments[kind] ?? none }
+                return aiges_py_vectorcall(found.callable, buffer.baseAddress, found.plan.count)
+            }
+        }
+        guard let result else {
+            throw PluginError.fromPython(
+                .pythonException, "Wrapper.\(method.name)", sid: arguments.sid.flatMap(string(fromUnicode:)))
         }
         return try PyRef(steal: result, "")
     }
 
     /// Calls `method` and reads its result as a status code: an int (None counts as 0).
-    func callForCode(_ method: WrapperMethod, _ arguments: [PyPointer?], sid: @autoclosure () -> String? = nil)
-        throws(PluginError) -> Int32
-    {
-        let result = try call(method, arguments, sid: sid())
+    func callForCode(_ method: WrapperMethod, _ arguments: CallArguments) throws(PluginError) -> Int32 {
+        let result = try call(method, arguments)
         if result.pointer == aiges_py_none() { return 0 }
         guard let code = int32(result.pointer) else {
             throw PluginError(

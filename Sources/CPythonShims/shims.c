@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CPythonShims.h"
 #include <dlfcn.h>
+#include <unistd.h>
 #include <structmember.h>
 
 PyObject *aiges_py_none(void) { return Py_None; }
@@ -51,6 +52,8 @@ Py_ssize_t aiges_py_view_sharers(PyObject *view) {
 
 PyObject *aiges_py_exc_type_error(void) { return PyExc_TypeError; }
 PyObject *aiges_py_exc_attribute_error(void) { return PyExc_AttributeError; }
+
+long aiges_thread_id(void) { return (long)gettid(); }
 
 const char *aiges_shared_object_path(const void *address) {
     Dl_info info;

@@ -44,6 +44,9 @@ Py_ssize_t aiges_py_view_sharers(PyObject *view);
 PyObject *aiges_py_exc_type_error(void);
 PyObject *aiges_py_exc_attribute_error(void);
 
+/** The calling thread's kernel thread id (gettid). */
+long aiges_thread_id(void);
+
 /** The path of the shared object containing address (dladdr), or NULL. */
 const char *aiges_shared_object_path(const void *address);
 
