@@ -1,6 +1,7 @@
 import AigesABI
 import CPython
 import CPythonShims
+import Logging
 import Synchronization
 
 /// The loader hooks handed over by `wrapperSetCtrl` (may arrive before `wrapperInit`).
@@ -50,6 +51,22 @@ enum NativeFunctions {
             guard let hook = LoaderHooks.meter else { return PyLong_FromLong(Int(PluginErrorCode.hookNotSet.rawValue)) }
             let result = withoutGIL { hook(tag, key, count) }
             return PyLong_FromLong(Int(result))
+        },
+        define("_native_log") { _, args in
+            guard let args = arguments(args, count: 2, "_native_log(level, message)"),
+                let level = integer(args, 0, "level"), let message = utf8(args, 1, "message")
+            else { return nil }
+            let mapped: Logger.Level =
+                switch level {
+                case 50...: .critical
+                case 40..<50: .error
+                case 30..<40: .warning
+                case 20..<30: .info
+                case 10..<20: .debug
+                default: .trace
+                }
+            Log.logger.log(level: mapped, "[python] \(String(cString: message))")
+            return PyLong_FromLong(0)
         },
         define("_native_trace") { _, args in
             guard let args = arguments(args, count: 3, "callback_trace(usrTag, key, value)"),

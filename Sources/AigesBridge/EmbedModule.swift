@@ -12,6 +12,9 @@ enum Bootstrap {
         let method: PyPointer
         let describe: PyPointer
         let containerReferences: PyPointer
+        let configure: PyPointer
+        let adoptLogHandlers: PyPointer
+        let publish: PyPointer
         /// Where `DataListNode`'s and `DataListCls`'s `__slots__` live in their instances.
         let node: NodeSlots
         let listSlot: Int
@@ -36,7 +39,7 @@ enum Bootstrap {
     static func install() throws(PluginError) {
         guard objects == nil else { return }
         let embed = try makeModule("aiges_embed", source: aigesEmbedSource, natives: NativeFunctions.table)
-        let plugin = try makeModule("_aiges_plugin", source: aigesPluginSource, natives: [])
+        let plugin = try makeModule("_aiges_plugin", source: aigesPluginSource, natives: NativeFunctions.table)
         let dataListNode = try attribute(embed.pointer, "DataListNode").take()
         let dataListCls = try attribute(embed.pointer, "DataListCls").take()
         func slot(_ type: PyPointer, _ name: StaticString) throws(PluginError) -> Int {
@@ -54,6 +57,9 @@ enum Bootstrap {
             method: try attribute(plugin.pointer, "method").take(),
             describe: try attribute(plugin.pointer, "describe").take(),
             containerReferences: try attribute(plugin.pointer, "container_references").take(),
+            configure: try attribute(plugin.pointer, "configure").take(),
+            adoptLogHandlers: try attribute(plugin.pointer, "adopt_log_handlers").take(),
+            publish: try attribute(plugin.pointer, "publish_embed_module").take(),
             node: NodeSlots(
                 key: try slot(dataListNode, "key"), view: try slot(dataListNode, "_view"),
                 data: try slot(dataListNode, "_data"), len: try slot(dataListNode, "len"),
@@ -87,6 +93,43 @@ enum Bootstrap {
             throw PluginError.fromPython(.initFailed, "registering \(name)")
         }
         return module
+    }
+
+    /// Applies the `python.*` config keys and output capture (`_aiges_plugin.configure`). GIL required.
+    static func configureEnvironment(_ settings: [String: String]) throws(PluginError) {
+        guard let objects else { throw PluginError(.initFailed, "aiges_embed not installed") }
+        func text(_ key: String) throws(PluginError) -> PyRef {
+            guard let value = settings[key], !value.isEmpty else { return PyRef(retain: aiges_py_none()) }
+            return try makeUnicode(value)
+        }
+        let venv = try text("python.venv")
+        let executable = try text("python.executable")
+        let paths = try PyRef(steal: PyList_New(0), "python.path")
+        for entry in (settings["python.path"] ?? "").split(separator: ":") {
+            let item = try makeUnicode(String(entry))
+            PyList_Append(paths.pointer, item.pointer)
+        }
+        let capture = !["0", "false", "no", "off"].contains(settings["log.capture_python"]?.lowercased() ?? "")
+        var arguments: [PyPointer?] = [
+            venv.pointer, paths.pointer, executable.pointer, capture ? aiges_py_true() : aiges_py_false(),
+        ]
+        guard let result = aiges_py_vectorcall(objects.configure, &arguments, 4) else {
+            throw PluginError.fromPython(.initFailed, "configuring the Python environment")
+        }
+        Py_DecRef(result)
+        let source = try makeUnicode(aigesEmbedSource)
+        var sourceArgument: PyPointer? = source.pointer
+        if let published = aiges_py_vectorcall(objects.publish, &sourceArgument, 1) {
+            Py_DecRef(published)
+        } else {
+            _ = PluginError.fromPython(.internalError, "publishing aiges_embed for child processes")
+        }
+    }
+
+    /// Lets root logging handlers that write to the captured streams log through the plugin.
+    static func adoptLogHandlers() {
+        guard let adopt = objects?.adoptLogHandlers else { return }
+        if let result = aiges_py_vectorcall(adopt, nil, 0) { Py_DecRef(result) } else { PyErr_Clear() }
     }
 
     /// `_aiges_plugin.describe(exception)`: its summary line and traceback, or nil if that fails.

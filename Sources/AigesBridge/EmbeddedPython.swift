@@ -135,6 +135,16 @@ let aigesEmbedSource = #"""
             self.error_code = error_code
 
 
+    try:
+        _native_callback
+    except NameError:  # a child process (multiprocessing) importing the file copy of this module
+
+        def _outside_plugin(*args):
+            raise RuntimeError("aiges_embed callbacks only work in the process that loaded libwrapper.so")
+
+        _native_callback = _native_metric = _native_trace = _outside_plugin
+
+
     def callback(response, tag):
         """Deliver an asynchronous result for `tag` (a usrTag, or a session's sid or handle)."""
         return _native_callback(response, tag)
@@ -156,9 +166,127 @@ let aigesPluginSource = #"""
     import gc
     import importlib.util
     import inspect
+    import io
+    import logging
     import os
+    import shutil
+    import site
     import sys
+    import threading
     import traceback
+
+
+    def publish_embed_module(source):
+        """Writes aiges_embed's source to a per-user cache folder on sys.path, so that child interpreters
+        (multiprocessing spawn workers importing wrapper.py) can import it too."""
+        import hashlib
+        import tempfile
+
+        folder = os.path.join(tempfile.gettempdir(), f"aiges-embed-{os.getuid()}",
+                              hashlib.sha256(source.encode()).hexdigest()[:16])
+        path = os.path.join(folder, "aiges_embed.py")
+        try:
+            if not os.path.exists(path):
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+                temporary = f"{path}.{os.getpid()}"
+                with open(temporary, "w", encoding="utf-8") as f:
+                    f.write(source)
+                os.replace(temporary, path)
+            if folder not in sys.path:
+                sys.path.append(folder)
+        except OSError as error:
+            logging.getLogger("aiges").warning("child processes cannot import aiges_embed: %s", error)
+
+
+    def configure(venv, paths, executable, capture_output):
+        """Applies python.venv, python.path, python.executable and output capture (before wrapper.py loads)."""
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        if venv:
+            venv = os.path.abspath(venv)
+            site_packages = os.path.join(venv, "lib", version, "site-packages")
+            if not os.path.isdir(site_packages):
+                raise ImportError(
+                    f"python.venv {venv} has no lib/{version}/site-packages: it must be a venv of the Python "
+                    f"this plugin embeds ({sys.version_info[0]}.{sys.version_info[1]})")
+            before = list(sys.path)
+            site.addsitedir(site_packages)  # also runs the venv's .pth files
+            added = [entry for entry in sys.path if entry not in before]
+            first_site = next((i for i, p in enumerate(before) if p.endswith(("site-packages", "dist-packages"))), len(before))
+            sys.path[:] = before[:first_site] + added + before[first_site:]  # the venv's packages win, as when activated
+            sys.prefix = sys.exec_prefix = venv
+            executable = executable or os.path.join(venv, "bin", "python")
+        for entry in reversed([p for p in paths if p]):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        sys.executable = executable or find_python(version)
+        if "multiprocessing" in sys.modules:
+            sys.modules["multiprocessing"].set_executable(sys.executable)
+        if capture_output and not isinstance(sys.stdout, LineWriter):
+            sys.stdout = LineWriter(logging.INFO, 1)
+            sys.stderr = LineWriter(logging.WARNING, 2)
+            logging.lastResort = PluginLogHandler(logging.DEBUG)
+
+
+    def find_python(version):
+        """A real interpreter of this Python, for sys.executable (multiprocessing, subprocess users)."""
+        for candidate in (os.path.join(sys.base_prefix, "bin", version), os.path.join(sys.base_prefix, "bin", "python3"),
+                          shutil.which(version), shutil.which("python3")):
+            if candidate and os.access(candidate, os.X_OK):
+                return candidate
+        return sys.executable
+
+
+    class LineWriter(io.TextIOBase):
+        """Replaces sys.stdout / sys.stderr: each complete line goes to the plugin's log."""
+
+        encoding = "utf-8"
+        errors = "replace"
+
+        def __init__(self, level, fd):
+            self.level, self.fd, self.local = level, fd, threading.local()
+
+        def writable(self):
+            return True
+
+        def write(self, text):
+            pending = getattr(self.local, "pending", "") + str(text)
+            *lines, self.local.pending = pending.split("\n")
+            for line in lines:
+                _native_log(self.level, line)
+            return len(text)
+
+        def flush(self):
+            pending = getattr(self.local, "pending", "")
+            if pending:
+                self.local.pending = ""
+                _native_log(self.level, pending)
+
+        def fileno(self):
+            return self.fd
+
+        def isatty(self):
+            return False
+
+
+    class PluginLogHandler(logging.Handler):
+        """A logging handler writing records to the plugin's log at their own level."""
+
+        def emit(self, record):
+            try:
+                _native_log(record.levelno, self.format(record))
+            except Exception:
+                self.handleError(record)
+
+
+    def adopt_log_handlers():
+        """Root StreamHandlers writing to the captured stdout/stderr (the SDK adds one) log through the
+        plugin instead, keeping their level and format."""
+        root = logging.getLogger()
+        for index, handler in enumerate(list(root.handlers)):
+            if type(handler) is logging.StreamHandler and isinstance(handler.stream, LineWriter):
+                replacement = PluginLogHandler(handler.level)
+                replacement.setFormatter(handler.formatter)
+                root.handlers[index] = replacement
 
 
     def load_wrapper(path, class_name):

@@ -16,6 +16,19 @@ enum Log {
     /// Whether debug lines (sizes and timings) are wanted; checked before computing them.
     static var debugEnabled: Bool { PluginLogHandler.level.load(ordering: .relaxed) <= 1 }
 
+    /// Monotonic nanoseconds, for debug timings.
+    static func now() -> Int {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return time.tv_sec * 1_000_000_000 + time.tv_nsec
+    }
+
+    /// A debug line with the time since `started` (sizes and timings only: never payload bytes).
+    static func debug(_ what: String, since started: Int, sid: String) {
+        let micros = Double(now() - started) / 1000
+        logger.debug("\(what) in \(Int(micros)) µs", metadata: ["sid": .string(sid)])
+    }
+
     /// Applies `log.level` ("debug", "info", "warn", "error", …) and opens the log file under
     /// `log.dir` (default `./log/server`), rotated at `log.max_mb` MiB keeping `log.backups` files.
     /// An unwritable directory leaves logging on stderr with a warning.

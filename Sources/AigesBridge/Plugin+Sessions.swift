@@ -77,6 +77,7 @@ extension Plugin {
     public static func write(handle: UnsafeRawPointer?, request: UnsafeMutablePointer<DataList>?) throws(PluginError) {
         let session = try SessionHandles.find(handle, "wrapperWrite")
         let wrapper = try running()
+        let started = Log.debugEnabled ? Log.now() : 0
         var bytes = 0
         let code = try withGIL { () throws(PluginError) -> Int32 in
             var request = try LoanedRequest.make(request, "reqData")
@@ -88,6 +89,7 @@ extension Plugin {
             return code
         }
         session.noteWrite(bytes: bytes)
+        if started > 0 { Log.debug("wrapperWrite: \(bytes) bytes in", since: started, sid: session.sid) }
         if code != 0 { throw PluginError(wrapperCode: code) }
     }
 
@@ -104,6 +106,7 @@ extension Plugin {
         let session = try SessionHandles.find(handle, "wrapperRead")
         _ = session.replaceLastRead([], counted: false)  // the loader has copied the previous read: free it now
         let wrapper = try running()
+        let started = Log.debugEnabled ? Log.now() : 0
         var batches = session.target.takeQueued()
         if wrapper.defines(.wrapperRead) {
             let batch = try withGIL { () throws(PluginError) -> OutputBatch? in
@@ -115,6 +118,12 @@ extension Plugin {
         }
         response.pointee = OutputBatch.chain(batches)
         _ = session.replaceLastRead(batches, counted: true)
+        if started > 0 {
+            let bytes = batches.reduce(0) { $0 + $1.byteCount }
+            Log.debug(
+                "wrapperRead: \(batches.reduce(0) { $0 + $1.count }) nodes / \(bytes) bytes out", since: started,
+                sid: session.sid)
+        }
     }
 
     /// Closes the session: no callback for it runs after this returns; calls `wrapperDestroy(handle)`,

@@ -59,7 +59,9 @@ public enum Plugin {
         let path = try locateWrapperFile(configured: settings["wrapper.file"])
         let className = settings["wrapper.class"] ?? "Wrapper"
         return try withGIL { () throws(PluginError) -> UserWrapper in
+            try Bootstrap.configureEnvironment(settings)
             let wrapper = try UserWrapper(path: path, className: className)
+            Bootstrap.adoptLogHandlers()
             let dict = try makeDict(config, "config")
             let code: Int32
             do throws(PluginError) {
@@ -165,8 +167,12 @@ public enum Plugin {
         guard let response else { throw PluginError(.invalidArgument, "wrapperExec: respData is NULL") }
         response.pointee = nil
         let wrapper = try running()
+        let started = Log.debugEnabled ? Log.now() : 0
+        var inputBytes = 0
+        var sid = "-"
         let batch = try withGIL { () throws(PluginError) -> OutputBatch in
             let params = try Params(params)
+            if started > 0 { sid = params.sid }
             let tag = try makeUnicode(usrTag ?? emptyCString, length: usrTag.map { strlen($0) } ?? 0)
             let persId = try PyRef(
                 steal: PyLong_FromUnsignedLong(
@@ -179,8 +185,14 @@ public enum Plugin {
                     params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
                     sid: params.sidObject))
             let batch = try OutputBatch(result.pointer, kind: .once, loans: request.loans)
+            inputBytes = request.loans.reduce(0) { $0 + $1.count }
             try request.finish()
             return batch
+        }
+        if started > 0 {
+            Log.debug(
+                "wrapperExec: \(inputBytes) bytes in, \(batch.count) nodes / \(batch.byteCount) bytes out",
+                since: started, sid: sid)
         }
         response.pointee = batch.head
         ExecOutputs.hold(batch)

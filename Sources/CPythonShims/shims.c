@@ -5,6 +5,8 @@
 #include <structmember.h>
 
 PyObject *aiges_py_none(void) { return Py_None; }
+PyObject *aiges_py_true(void) { return Py_True; }
+PyObject *aiges_py_false(void) { return Py_False; }
 Py_ssize_t aiges_py_refcnt(PyObject *o) { return Py_REFCNT(o); }
 
 int aiges_py_is_long(PyObject *o) { return PyLong_Check(o); }

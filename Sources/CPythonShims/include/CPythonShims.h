@@ -7,8 +7,10 @@
 
 #include "../../CPython/CPython.h"
 
-/** Borrowed reference to None. */
+/** Borrowed references to None, True and False. */
 PyObject *aiges_py_none(void);
+PyObject *aiges_py_true(void);
+PyObject *aiges_py_false(void);
 /** Current reference count of o. */
 Py_ssize_t aiges_py_refcnt(PyObject *o);
 
