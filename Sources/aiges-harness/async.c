@@ -33,11 +33,7 @@ static void *issue(void *argument) {
         snprintf(sid, sizeof sid, "sid-%d-%d", self->thread, call);
         suffix_for(options, self->thread, call, suffix, sizeof suffix);
         const char *usrTag = callbacks_register(index, tag);
-        Pair params[MAX_PAIRS + 1];
-        int count = 0;
-        for (int i = 0; i < options->paramCount; i++) params[count++] = options->params[i];
-        params[count++] = (Pair){"sid", sid};
-        pParamList list = params_build(params, count);
+        pParamList list = request_params(options, sid);
         pDataList request = data_build(options->inputs, options->inputCount, suffix);
         int code = self->plugin->execAsync(usrTag, list, request, callbacks_receive, options->timeoutMs,
                                            (unsigned int *)options->persIds, options->persCount);
@@ -45,7 +41,7 @@ static void *issue(void *argument) {
         data_free(request);
         if (code != 0) {
             printf("request %s: wrapperExecAsync returned %d: %s\n", tag, code, self->plugin->error(code));
-            callbacks_get(index)->tagPointer = NULL;
+            callbacks_abandon(index);
             self->failures++;
         }
     }

@@ -99,6 +99,12 @@ int callbacks_receive(const void *usrTag, pDataList respData, int ret) {
     return result;
 }
 
+void callbacks_abandon(int index) {
+    pthread_mutex_lock(&lock);
+    records[index].tagPointer = NULL;
+    pthread_mutex_unlock(&lock);
+}
+
 int callbacks_wait(int waitMs) {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);

@@ -32,6 +32,8 @@ void callbacks_reset(Plugin *plugin, int count, int nested);
 const char *callbacks_register(int index, const char *tag);
 /* The loader callback. */
 int callbacks_receive(const void *usrTag, pDataList respData, int ret);
+/* Forgets request `index` (its call failed, no callback will come). */
+void callbacks_abandon(int index);
 /* Waits until every registered request finished or waitMs passed; returns how many are unfinished. */
 int callbacks_wait(int waitMs);
 /* Record `index` (valid until the next reset). */

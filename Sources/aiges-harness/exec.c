@@ -24,15 +24,7 @@ static int one_request(Caller *caller, int call) {
     if (options->unique) snprintf(suffix, sizeof suffix, "#%d-%d", caller->thread, call);
     snprintf(sid, sizeof sid, "harness-%d-%d", caller->thread, call);
 
-    Pair params[MAX_PAIRS + 1];
-    int count = 0, hasSid = 0;
-    for (int i = 0; i < options->paramCount; i++) {
-        params[count++] = options->params[i];
-        hasSid |= strcmp(options->params[i].key, "sid") == 0;
-    }
-    if (!hasSid) params[count++] = (Pair){"sid", sid};
-
-    pParamList paramList = params_build(params, count);
+    pParamList paramList = request_params(options, sid);
     pDataList request = data_build(options->inputs, options->inputCount, suffix);
     pDataList response = NULL;
     char usrTag[64];

@@ -336,6 +336,17 @@ int unload_resources(const Options *options, Plugin *plugin) {
     return failures;
 }
 
+pParamList request_params(const Options *options, const char *sid) {
+    Pair params[MAX_PAIRS + 1];
+    int count = 0, hasSid = 0;
+    for (int i = 0; i < options->paramCount; i++) {
+        params[count++] = options->params[i];
+        hasSid |= strcmp(options->params[i].key, "sid") == 0;
+    }
+    if (!hasSid) params[count++] = (Pair){"sid", (char *)sid};
+    return params_build(params, count);
+}
+
 int harness_init(const Options *options, Plugin *plugin) {
     if (options->hooks) {
         plugin->setCtrl(CTMeterCustom, (void *)meter_hook);

@@ -58,6 +58,9 @@ int unload_resources(const Options *options, Plugin *plugin);
 /* Resident set size of this process in KiB. */
 long rss_kib(void);
 
+/* The request params of -p, plus ("sid", sid) unless -p gave a sid, as a loader-style list. */
+pParamList request_params(const Options *options, const char *sid);
+
 /* wrapperInit with the configured pairs; prints the error text and returns non-zero on failure. */
 int harness_init(const Options *options, Plugin *plugin);
 

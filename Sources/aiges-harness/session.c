@@ -60,18 +60,14 @@ static int one_round(const Options *options, Plugin *plugin, int round, int coun
         snprintf(tag, sizeof tag, "session-%d-%d", round, s);
         snprintf(sid, sizeof sid, "sid-%d-%d", round, s);
         const char *usrTag = callbacks_register(s, tag);
-        Pair params[MAX_PAIRS + 1];
-        int paramCount = 0;
-        for (int i = 0; i < options->paramCount; i++) params[paramCount++] = options->params[i];
-        params[paramCount++] = (Pair){"sid", sid};
-        pParamList list = params_build(params, paramCount);
+        pParamList list = request_params(options, sid);
         int errNum = 0;
         handles[s] = plugin->create(usrTag, list, options->push ? callbacks_receive : NULL,
                                     (unsigned int *)options->persIds, options->persCount, &errNum);
         params_free(list);
         if (handles[s] == NULL) {
             printf("session %d: wrapperCreate failed: %d: %s\n", s, errNum, plugin->error(errNum));
-            callbacks_get(s)->tagPointer = NULL; /* nothing will arrive */
+            callbacks_abandon(s); /* nothing will arrive */
             failures++;
         }
     }
