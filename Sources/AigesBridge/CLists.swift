@@ -4,7 +4,7 @@ import Glibc
 // All reads of loader-owned lists and all allocation of plugin-owned C lists happen here.
 
 /// Upper bound on the nodes read from one loader list, so that a cyclic list is an error, not a hang.
-let maximumListLength = 1 << 20
+let maximumListLength = 1 << 16
 
 /// One entry of a loader `ParamList`; pointers are borrowed for the duration of the call.
 struct ParamEntry {

@@ -69,13 +69,10 @@ struct PluginLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-        file: String, function: String, line: UInt
-    ) {
-        let sid = explicit?["sid"].map { "\($0)" } ?? RequestContext.currentSid ?? "-"
-        let text = "\(timestamp()) \(level.rawValue.uppercased()) [tid \(aiges_thread_id())] [sid \(sid)] \(message)\n"
-        LogFile.shared.write(text)
+    func log(event: LogEvent) {
+        let sid = event.metadata?["sid"].map { "\($0)" } ?? RequestContext.currentSid ?? "-"
+        let level = event.level.rawValue.uppercased()
+        LogFile.shared.write("\(timestamp()) \(level) [tid \(aiges_thread_id())] [sid \(sid)] \(event.message)\n")
     }
 
     private func timestamp() -> String {

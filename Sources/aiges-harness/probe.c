@@ -110,6 +110,15 @@ int run_probe(const Options *options, Plugin *plugin) {
         report(response == NULL, "exec-null-data-leaves-respdata-null", "respData was set");
     }
     {
+        /* A list whose last node points back at itself must end in an error, not a hang. */
+        struct DataList loop = {.key = "loop", .data = "x", .len = 1, .status = DataOnce};
+        loop.next = &loop;
+        struct ParamList paramLoop = {.key = "k", .value = "v", .vlen = 1};
+        paramLoop.next = &paramLoop;
+        expect_error(plugin, "exec-cyclic-request", plugin->exec("t", NULL, &loop, &response, NULL, 0), "cyclic");
+        expect_error(plugin, "exec-cyclic-params", plugin->exec("t", &paramLoop, NULL, &response, NULL, 0), "cyclic");
+    }
+    {
         /* NULL lists and NULL usrTag must not be dereferenced; an echo of nothing is an empty-list error. */
         int code = plugin->exec(NULL, NULL, NULL, &response, NULL, 0);
         snprintf(why, sizeof why, "returned %d", code);
@@ -196,6 +205,15 @@ int run_probe(const Options *options, Plugin *plugin) {
     report(plugin->fini() == 0, "fini", "wrapperFini failed");
     expect_error(plugin, "exec-after-fini", exec_simple(plugin, "x", &response), NULL);
     expect_error(plugin, "fini-twice", plugin->fini(), NULL);
+    {
+        /* The interpreter stays up: a second wrapperInit loads wrapper.py afresh. */
+        int code = harness_init(options, plugin);
+        int served = code == 0 && exec_simple(plugin, "again", &response) == 0 && response != NULL &&
+                     response->len == 5 && memcmp(response->data, "again", 5) == 0;
+        if (response != NULL) plugin->execFree(NULL, &response);
+        report(served, "init-after-fini", "wrapperInit after wrapperFini did not serve");
+        report(code == 0 && plugin->fini() == 0, "fini-after-reinit", "wrapperFini failed");
+    }
 
     printf("probe: %d failed\n", failures);
     return failures == 0 ? 0 : 1;

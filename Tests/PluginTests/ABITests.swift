@@ -52,7 +52,8 @@ import Testing
             "exec-before-init", "exec-null-respdata", "exec-null-data-nonzero-len", "exec-empty-head-nodes",
             "execfree-twice", "execfree-foreign-list", "error-text-stays-valid", "exec-4-threads",
             "exec-after-fini", "fini-twice", "session-read", "session-read-nothing-ready", "session-read-after-destroy",
-            "session-write-after-destroy", "session-destroy-twice", "execasync-null-callback",
+            "session-write-after-destroy", "session-destroy-twice", "execasync-null-callback", "exec-cyclic-request",
+            "exec-cyclic-params", "init-after-fini", "fini-after-reinit",
         ] {
             #expect(run.passed(check), "\(check) did not pass: \(run)")
         }
