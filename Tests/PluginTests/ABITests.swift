@@ -61,6 +61,46 @@ import Testing
         #expect(run.output.contains("exec-before-init -> 22001"), "\(run)")
     }
 
+    @Test func addressSanitizedHarnessRunsClean() throws {
+        // The harness built with ASan: its own code is checked, and every malloc/free in the process
+        // goes through ASan, so the plugin freeing (or double-freeing) loader memory would be reported.
+        // (Reads from uninstrumented code — Python, numpy, the plugin — are not; the poisoning tests cover those.)
+        let binary = Harness.root.appending(path: ".build/asan/aiges-harness")
+        try FileManager.default.createDirectory(
+            at: binary.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let sources = try FileManager.default.contentsOfDirectory(
+            atPath: Harness.root.appending(path: "Sources/aiges-harness").path
+        )
+        .filter { $0.hasSuffix(".c") }.map { "Sources/aiges-harness/\($0)" }
+        let compile = Process()
+        compile.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        compile.arguments =
+            ["clang", "-g", "-O1", "-fsanitize=address", "-fno-omit-frame-pointer", "-Iinclude"]
+            + sources + ["-o", binary.path, "-ldl", "-lpthread"]
+        compile.currentDirectoryURL = Harness.root
+        compile.standardError = FileHandle.nullDevice
+        try compile.run()
+        compile.waitUntilExit()
+        try #require(compile.terminationStatus == 0, "clang -fsanitize=address failed")
+        let scenarios = [
+            ["probe", "-c", "wrapper.file=\(Harness.example("echo"))"],
+            ["exec", "-c", "wrapper.file=\(Harness.fixture("keeps"))", "-i", "first=a", "-i", "second=b", "-n", "3"],
+            [
+                "session", "--push", "-c", "wrapper.file=\(Harness.example("streaming"))", "-s", "3", "-u", "-n", "3",
+                "-i", "t=hello", "-i", "t=world",
+            ],
+            [
+                "async", "-c", "wrapper.file=\(Harness.example("async"))", "-t", "8", "-n", "3", "-u", "-e", "-i",
+                "a:audio=gen:4K",
+            ],
+        ]
+        for scenario in scenarios {
+            let run = try Harness.run(scenario, executable: binary, environment: ["ASAN_OPTIONS": "detect_leaks=0"])
+            #expect(run.status == 0, "\(scenario[0]): \(run)")
+            #expect(!run.errors.contains("AddressSanitizer"), "\(scenario[0]): \(run)")
+        }
+    }
+
     @Test func callsBeforeInitFailWithNotInitialised() throws {
         let run = try Harness.run(["exec", "--no-init", "-i", "x=y"])
         #expect(run.status == 1)
