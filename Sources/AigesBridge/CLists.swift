@@ -90,11 +90,16 @@ struct CAllocations: ~Copyable {
 
     /// Zeroed storage for `count` values of `T`, owned by these allocations.
     mutating func allocate<T>(_ type: T.Type, count: Int) throws(PluginError) -> UnsafeMutablePointer<T> {
-        guard let raw = calloc(max(count, 1), MemoryLayout<T>.stride) else {
-            throw PluginError(.internalError, "out of memory allocating \(count) × \(T.self)")
+        try allocateBytes(count * MemoryLayout<T>.stride).bindMemory(to: T.self, capacity: count)
+    }
+
+    /// `count` zeroed bytes (16-byte aligned, as calloc gives), owned by these allocations.
+    mutating func allocateBytes(_ count: Int) throws(PluginError) -> UnsafeMutableRawPointer {
+        guard let raw = calloc(max(count, 1), 1) else {
+            throw PluginError(.internalError, "out of memory allocating \(count) bytes")
         }
         blocks.append(raw)
-        return raw.bindMemory(to: T.self, capacity: count)
+        return raw
     }
 
     /// A NUL-terminated copy of `text`, owned by these allocations.

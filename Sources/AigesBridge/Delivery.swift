@@ -135,7 +135,7 @@ enum CallbackTargets {
         }
         let final =
             target.kind == .once
-            || (batch?.statuses.contains { $0 == DataEnd.rawValue || $0 == DataOnce.rawValue } ?? false)
+            || (batch?.hasFinalStatus ?? false)
         let delivered = withoutGIL { target.deliver(batch, ret: ret, final: final) }
         if !delivered {
             Log.logger.warning("result for \(target.label) dropped: it came after the request's final result")

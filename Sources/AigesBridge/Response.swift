@@ -22,10 +22,12 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     private(set) var count = 0
     /// The last node, or nil for an empty list.
     private var tail: UnsafeMutablePointer<DataList>? { head.map { $0 + (count - 1) } }
-    /// The statuses of the nodes, in order.
-    private(set) var statuses: [UInt32] = []
+    /// The nodes, in order.
+    private var nodes: UnsafeBufferPointer<DataList> { UnsafeBufferPointer(start: head, count: count) }
+    /// Whether a node has a final status (DataEnd or DataOnce).
+    var hasFinalStatus: Bool { nodes.contains { $0.status == DataEnd || $0.status == DataOnce } }
     /// Payload bytes over all nodes.
-    private(set) var byteCount = 0
+    var byteCount: Int { nodes.reduce(0) { $0 + Int($1.len) } }
     private var memory = CAllocations()
     private var buffers: UnsafeMutablePointer<Py_buffer>?
     private var heldBuffers = 0
@@ -36,31 +38,31 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         if let code = int32(response) {
             throw code != 0 ? PluginError(wrapperCode: code) : PluginError(.badReturnType, "expected a Response, got 0")
         }
-        guard PyObject_HasAttrString(response, "list") != 0 else {
-            throw PluginError(.badReturnType, "expected a Response, got \(PythonException.typeName(of: response))")
-        }
         guard let names = Bootstrap.objects?.names else {
             throw PluginError(.notInitialized, "aiges_embed not installed")
+        }
+        guard let items = try optionalAttribute(response, names.list) else {
+            throw PluginError(.badReturnType, "expected a Response, got \(PythonException.typeName(of: response))")
         }
         if let code = try optionalAttribute(response, names.errorCode), aiges_py_is_long(code.pointer) != 0 {
             guard let value = int32(code.pointer) else { throw PluginError(.badReturnType, "error_code out of range") }
             if value != 0 { throw PluginError(wrapperCode: value) }
         }
-        let items = try attribute(response, names.list)
         let sequence = try PyRef(steal: PySequence_Fast(items.pointer, "Response.list must be a list"), "Response.list")
         let total = aiges_py_fast_size(sequence.pointer)
         if total == 0, kind == .once {
             throw PluginError(.emptyResponse, "wrapperOnceExec returned a Response whose list is empty")
         }
         guard total > 0 else { return }
-        let nodes = try memory.allocate(DataList.self, count: total)
-        buffers = try memory.allocate(Py_buffer.self, count: total)
+        // One block: the nodes, then a buffer slot per node.
+        let nodeBytes = total * MemoryLayout<DataList>.stride
+        let block = try memory.allocateBytes(nodeBytes + total * MemoryLayout<Py_buffer>.stride)
+        let nodes = block.bindMemory(to: DataList.self, capacity: total)
+        buffers = (block + nodeBytes).bindMemory(to: Py_buffer.self, capacity: total)
         for index in 0..<total {
             guard let item = aiges_py_fast_item(sequence.pointer, index) else { continue }  // borrowed
             try fill(nodes + index, from: item, kind: kind, loans: loans, names: names)
             nodes[index].next = index + 1 < total ? nodes + index + 1 : nil
-            statuses.append(nodes[index].status.rawValue)
-            byteCount += Int(nodes[index].len)
         }
         head = nodes
         count = total
