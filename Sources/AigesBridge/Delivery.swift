@@ -113,9 +113,6 @@ enum CallbackTargets {
 
     static func find(_ tag: String) -> CallbackTarget? { byTag.withLock { $0[tag] } }
 
-    /// Number of registered targets (distinct), for tests and debug output.
-    static var count: Int { byTag.withLock { Set($0.values.map(ObjectIdentifier.init)).count } }
-
     /// Delivers a result that wrapper.py passed to `aiges_embed.callback(response, tag)`.
     /// Called with the GIL held (from any Python thread); releases it around the loader's callback.
     /// - Returns: 0, or an error code for Python (unknown tag, result after the final one, bad output).

@@ -7,8 +7,6 @@
 /// Source of the `aiges_embed` module.
 let aigesEmbedSource = #"""
     """Types and callbacks that wrapper.py imports from the AIGES plugin (libwrapper.so)."""
-    import builtins as _builtins
-
     DataText, DataAudio, DataImage, DataVideo, DataPer = 0, 1, 2, 3, 4
     DataBegin, DataContinue, DataEnd, DataOnce = 0, 1, 2, 3
     Once = DataOnce
@@ -103,7 +101,7 @@ let aigesEmbedSource = #"""
 
         def setData(self, data):
             self.data = data
-            self.len = memoryview(data).nbytes if not isinstance(data, str) else _builtins.len(data.encode())
+            self.len = memoryview(data).nbytes if not isinstance(data, str) else len(data.encode())
 
         def setDataType(self, type):
             self.type = type

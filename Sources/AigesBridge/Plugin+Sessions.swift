@@ -81,7 +81,7 @@ extension Plugin {
         var bytes = 0
         let code = try withGIL { () throws(PluginError) -> Int32 in
             var request = try LoanedRequest.make(request, "reqData")
-            bytes = request.loans.reduce(0) { $0 + $1.count }
+            bytes = request.byteCount
             let code = try wrapper.callForCode(
                 .wrapperWrite,
                 CallArguments(reqData: request.list, sid: session.sidObject, handle: session.handleObject))

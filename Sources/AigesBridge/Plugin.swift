@@ -185,7 +185,7 @@ public enum Plugin {
                     params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
                     sid: params.sidObject))
             let batch = try OutputBatch(result.pointer, kind: .once, loans: request.loans)
-            inputBytes = request.loans.reduce(0) { $0 + $1.count }
+            inputBytes = request.byteCount
             try request.finish()
             return batch
         }

@@ -59,6 +59,8 @@ struct LoanedRequest: ~Copyable {
     private let items: PyPointer  // owned: the Python list inside `list`
     private var lent: [Loan] = []
     private var finished = false
+    /// Payload bytes over all nodes (in either data mode).
+    private(set) var byteCount = 0
 
     /// One node lent to Python: the node and its memoryview (owned references) and the loader bytes.
     private struct Loan {
@@ -90,6 +92,7 @@ struct LoanedRequest: ~Copyable {
 
     /// Adds one node whose `view` lends `entry`'s bytes (in copy mode: whose data is a copy).
     private mutating func append(_ entry: DataEntry, objects: Bootstrap.Objects) throws(PluginError) {
+        byteCount += entry.bytes.count
         let node = try PyRef(steal: aiges_py_alloc(objects.dataListNode), "creating DataListNode")
         let slots = objects.node
         let payload: PyRef

@@ -166,9 +166,6 @@ enum SessionHandles {
         return session
     }
 
-    /// Open sessions.
-    static var count: Int { live.withLock { $0.count } }
-
     private static func unknown(_ handle: UnsafeRawPointer?, _ entryPoint: String) -> PluginError {
         let shown = handle.map { "\($0)" } ?? "NULL"
         return PluginError(.unknownHandle, "\(entryPoint): no open session has handle \(shown)")

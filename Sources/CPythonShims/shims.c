@@ -11,8 +11,6 @@ Py_ssize_t aiges_py_refcnt(PyObject *o) { return Py_REFCNT(o); }
 
 int aiges_py_is_long(PyObject *o) { return PyLong_Check(o); }
 int aiges_py_is_unicode(PyObject *o) { return PyUnicode_Check(o); }
-int aiges_py_is_bytes(PyObject *o) { return PyBytes_Check(o); }
-int aiges_py_is_list(PyObject *o) { return PyList_Check(o); }
 int aiges_py_is_tuple(PyObject *o) { return PyTuple_Check(o); }
 int aiges_py_is_dict(PyObject *o) { return PyDict_Check(o); }
 

@@ -28,7 +28,7 @@ enum SDKVenv {
                 return .failure(Failure(text: "\(step.joined(separator: " ")):\n\(text)"))
             }
         }
-        FileManager.default.createFile(atPath: ready.path, contents: Data())
+        _ = FileManager.default.createFile(atPath: ready.path, contents: Data())
         return .success(directory)
     }()
 

@@ -60,6 +60,12 @@ import Testing
         for part in ["sid=sid-0-0", "handle=sid-0-0", "mode=pull", "writes=2", "bytes_in=6", "age="] {
             #expect(debug.contains(part), "\(part) in \(debug)")
         }
+        let copying = try Harness.run(
+            [
+                "session", "-c", "wrapper.file=\(Harness.example("echo"))", "-c", "data.copy=1", "-i", "a=one", "-i",
+                "a=two",
+            ])
+        #expect(copying.output.contains("bytes_in=6"), "copy mode counts input bytes too: \(copying)")
     }
 
     @Test func fiftyConcurrentAsyncRequestsEachGetTheirOwnCallback() throws {

@@ -16,8 +16,6 @@ Py_ssize_t aiges_py_refcnt(PyObject *o);
 
 int aiges_py_is_long(PyObject *o);
 int aiges_py_is_unicode(PyObject *o);
-int aiges_py_is_bytes(PyObject *o);
-int aiges_py_is_list(PyObject *o);
 int aiges_py_is_tuple(PyObject *o);
 int aiges_py_is_dict(PyObject *o);
 
