@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "wrapper", type: .dynamic, targets: ["AigesWrapper"]),
         .executable(name: "aiges-harness", targets: ["aiges-harness"]),
+        .executable(name: "aiges-faults", targets: ["aiges-faults"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2")
@@ -32,6 +33,10 @@ let package = Package(
         .testTarget(name: "PluginTests", path: "Tests/PluginTests"),
         .executableTarget(
             name: "aiges-harness", dependencies: ["AigesABI"], cSettings: [.headerSearchPath("../../include")],
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        // Adversarial scenarios against the plugin (Tests/PluginTests/HardeningTests.swift runs them).
+        .executableTarget(
+            name: "aiges-faults", path: "Tests/Faults", cSettings: [.headerSearchPath("../../include")],
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
     ]
 )

@@ -3,8 +3,26 @@ import Glibc
 
 // All reads of loader-owned lists and all allocation of plugin-owned C lists happen here.
 
-/// Upper bound on the nodes read from one loader list, so that a cyclic list is an error, not a hang.
-let maximumListLength = 1 << 16
+/// Follows a loader list's `next` pointers and finds a cycle, which would otherwise be a hang.
+///
+/// Floyd's method: a second cursor moves one node for every two of the walk; if the walk ever meets
+/// it, the list loops. No cap on length, O(1) memory.
+struct CycleCheck<Node> {
+    private var slow: UnsafeMutablePointer<Node>?
+    private var steps = 0
+
+    init(_ head: UnsafeMutablePointer<Node>?) { slow = head }
+
+    /// Call with each node after the head as the walk reaches it; `next` reads a node's successor.
+    /// - Returns: false when the list loops.
+    mutating func visit(
+        _ node: UnsafeMutablePointer<Node>, next: (UnsafeMutablePointer<Node>) -> UnsafeMutablePointer<Node>?
+    ) -> Bool {
+        steps += 1
+        if steps % 2 == 0, let current = slow { slow = next(current) }
+        return node != slow
+    }
+}
 
 /// One entry of a loader `ParamList`; pointers are borrowed for the duration of the call.
 struct ParamEntry {
@@ -31,11 +49,11 @@ func forEachParam(
     _ head: UnsafeMutablePointer<ParamList>?, _ listName: String, _ body: (ParamEntry) throws(PluginError) -> Void
 ) throws(PluginError) {
     var node = head
-    var count = 0
+    var cycle = CycleCheck(head)
+    var walked = false
     while let current = node {
-        count += 1
-        guard count <= maximumListLength else {
-            throw PluginError(.invalidArgument, "\(listName) has more than \(maximumListLength) nodes (cyclic list?)")
+        if walked, !cycle.visit(current, next: { $0.pointee.next }) {
+            throw PluginError(.invalidArgument, "\(listName) is a cyclic list (a next pointer leads back)")
         }
         if let key = current.pointee.key {
             let value = UnsafePointer(current.pointee.value)
@@ -44,6 +62,7 @@ func forEachParam(
             try body(ParamEntry(key: key, value: value, length: length))
         }
         node = current.pointee.next
+        walked = true
     }
 }
 
@@ -53,11 +72,11 @@ func forEachData(
     _ head: UnsafeMutablePointer<DataList>?, _ listName: String, _ body: (DataEntry) throws(PluginError) -> Void
 ) throws(PluginError) {
     var node = head
-    var count = 0
+    var cycle = CycleCheck(head)
+    var walked = false
     while let current = node {
-        count += 1
-        guard count <= maximumListLength else {
-            throw PluginError(.invalidArgument, "\(listName) has more than \(maximumListLength) nodes (cyclic list?)")
+        if walked, !cycle.visit(current, next: { $0.pointee.next }) {
+            throw PluginError(.invalidArgument, "\(listName) is a cyclic list (a next pointer leads back)")
         }
         let item = current.pointee
         if let key = item.key {
@@ -72,6 +91,7 @@ func forEachData(
                     key: key, bytes: bytes, type: item.type.rawValue, status: item.status.rawValue, desc: item.desc))
         }
         node = item.next
+        walked = true
     }
 }
 

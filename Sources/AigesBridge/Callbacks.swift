@@ -44,6 +44,11 @@ enum NativeFunctions {
             let code = CallbackTargets.deliverFromPython(response, tag: string(fromUnicode: tag) ?? str(tag) ?? "")
             return PyLong_FromLong(Int(code))
         },
+        define("_native_copy", flags: METH_O) { _, loan in
+            // A node's first read of its loaned request bytes (copy-on-read mode).
+            guard let loan else { return nil }
+            return aiges_py_loan_copy(loan)
+        },
         define("_native_metric") { _, args in
             guard let args = arguments(args, count: 3, "callback_metric(usrTag, key, count)"),
                 let tag = utf8(args, 0, "usrTag"), let key = utf8(args, 1, "key"), let count = integer(args, 2, "count")
@@ -78,12 +83,14 @@ enum NativeFunctions {
         },
     ]
 
-    private static func define(_ name: StaticString, _ function: PyCFunction) -> UnsafeMutablePointer<PyMethodDef> {
+    private static func define(_ name: StaticString, flags: Int32 = METH_VARARGS, _ function: PyCFunction)
+        -> UnsafeMutablePointer<PyMethodDef>
+    {
         let definition = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 1)  // lives for the process
         definition.initialize(
             to: PyMethodDef(
                 ml_name: UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self),
-                ml_meth: function, ml_flags: METH_VARARGS, ml_doc: nil))
+                ml_meth: function, ml_flags: flags, ml_doc: nil))
         return definition
     }
 

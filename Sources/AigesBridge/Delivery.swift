@@ -1,17 +1,29 @@
 import AigesABI
 import CPython
-import Dispatch
+import Glibc
 import Synchronization
 
-/// Where results that wrapper.py delivers with `aiges_embed.callback` go: for an asynchronous request
-/// or a push-mode session, that request's own loader callback and usrTag pointer (there is no global
-/// callback); for a pull-mode session, a queue the next `wrapperRead` empties — so one wrapper.py
-/// serves the loader in either mode.
+/// One result on its way to the loader: its nodes (nil: an empty list) and `ret`.
+struct Delivery {
+    let batch: OutputBatch?
+    let ret: Int32
+}
+
+/// Where results for one request go: for an asynchronous request or a push-mode session, that
+/// request's own loader callback and usrTag pointer (there is no global callback); for a pull-mode
+/// session, a queue the next `wrapperRead` takes from — so one wrapper.py serves the loader in
+/// either mode.
 ///
-/// Deliveries to one target are serialised, and none happens after the target is finished
-/// (final result delivered, timed out, or closed by destroy). Its lock is only ever taken
-/// without the GIL, so a loader callback that blocks cannot stall Python.
-final class CallbackTarget: @unchecked Sendable {  // usrTag is an opaque loader pointer, never read
+/// Rules, whatever thread offers a result:
+/// - Results reach the loader one at a time, in the order they were accepted, and never while a
+///   lock, the GIL or the entry gate is held: the callback may block, or call any `wrapper*`
+///   function (including `wrapperDestroy` of this very session, or `wrapperFini`).
+/// - Until `arm()` (the entry call that opened the request returned 0), accepted results are
+///   held back; if that call fails, `abandon()` drops them: a request never gets both an error
+///   return and a callback.
+/// - After a final result (status DataEnd/DataOnce, or `ret != 0`) nothing more is accepted; after
+///   `close()` returns, no callback for this target runs or starts.
+final class CallbackTarget: @unchecked Sendable {  // mutable state only under `monitor`; usrTag never read
     /// One-shot results are final and sent with status DataOnce; session results keep their statuses.
     enum Kind {
         case once
@@ -22,16 +34,19 @@ final class CallbackTarget: @unchecked Sendable {  // usrTag is an opaque loader
     /// The usrTag string, for logs.
     let label: String
     /// The names `aiges_embed.callback(resp, tag)` may use for this target (see `CallbackTargets`).
-    fileprivate let tags = Mutex<[String]>([])
+    fileprivate var tags: [String] = []  // under CallbackTargets' lock
     private let usrTag: UnsafeRawPointer?  // the loader's pointer, handed back verbatim
-    private let callback: wrapperCallback?  // nil: pull mode, results are queued
-    private let state = Mutex(State())
-
-    private struct State {
-        var finished = false
-        var delivered = 0
-        var queued: [OutputBatch] = []
-    }
+    private let callback: wrapperCallback?  // nil: pull mode, results are queued for wrapperRead
+    private let monitor = Monitor()
+    private var finished = false  // a final result was accepted, or the target was closed
+    private var closed = false  // nothing more reaches the loader
+    private var armed = false  // results may be passed on (the opening call returned 0)
+    private var outbox: [Delivery] = []  // push: accepted, not yet passed on
+    private var readQueue = ReadQueue()  // pull: waiting for wrapperRead
+    private var deliverer: pthread_t?  // the thread inside the loader's callback for this target
+    private var deliveredCount = 0
+    private var timer: Int?
+    private var unregistered = false
 
     /// Whether results go to the loader's callback (else they wait for `wrapperRead`).
     var pushes: Bool { callback != nil }
@@ -43,84 +58,307 @@ final class CallbackTarget: @unchecked Sendable {  // usrTag is an opaque loader
         self.callback = callback
     }
 
-    /// Calls the loader's callback with `batch` (nil: an empty list) and `ret` — or queues the batch in
-    /// pull mode — unless the target has finished. A final result (or `ret != 0`) finishes it.
+    /// Results passed to the loader (or queued for a read) so far.
+    var delivered: Int { monitor.withLock { deliveredCount } }
+
+    /// Whether a final result was accepted or the target closed.
+    var isFinished: Bool { monitor.withLock { finished } }
+
+    /// Accepts `delivery` unless the target has finished; a final one (or `ret != 0`) finishes it.
+    /// When armed and no other thread is delivering, passes it on from this thread before returning.
     /// Must be called without the GIL.
-    /// - Returns: whether the result was taken.
-    func deliver(_ batch: OutputBatch?, ret: Int32, final: Bool) -> Bool {
-        state.withLock { state in
-            guard !state.finished else { return false }
-            state.finished = final || ret != 0
-            state.delivered += 1
-            if let callback {
-                _ = callback(usrTag, batch?.head, ret)
-            } else if let batch {
-                state.queued.append(batch)
+    /// - Returns: whether the result was accepted.
+    @discardableResult
+    func offer(_ delivery: Delivery, final: Bool) -> Bool {
+        let (accepted, ended) = monitor.withLock { () -> (Bool, Bool) in
+            guard !finished else { return (false, false) }
+            finished = final || delivery.ret != 0
+            if callback == nil {
+                readQueue.append(delivery)
+                deliveredCount += 1
+            } else {
+                outbox.append(delivery)
+                if armed, deliverer == nil { drainLocked() }
             }
-            return true
+            return (true, finished)
+        }
+        if ended { didFinish() }
+        return accepted
+    }
+
+    /// The opening call returned 0: results may reach the loader. Results held back meanwhile are
+    /// passed on from another thread, after the opening call has returned to the loader.
+    func arm() {
+        monitor.withLock {
+            armed = true
+            guard !outbox.isEmpty, deliverer == nil else { return }
+            CallbackRunner.pool.submit { [self] in monitor.withLock { if deliverer == nil { drainLocked() } } }
         }
     }
 
-    /// Pull mode: the results queued since the last read, oldest first.
-    func takeQueued() -> [OutputBatch] {
-        state.withLock { state in
-            defer { state.queued = [] }
-            return state.queued
+    /// The opening call failed: drops what was held back; nothing reaches the loader.
+    /// - Returns: false if a final result had already been passed on (by `shutDown`), in which case
+    ///   the request's outcome is that callback and the opening call should report success.
+    func abandon() -> Bool {
+        let (dropped, alreadyDelivered) = monitor.withLock { () -> ([Delivery], Bool) in
+            let wasDelivered = closed && armed
+            finished = true
+            closed = true
+            defer { outbox = [] }
+            return (outbox, wasDelivered)
         }
+        _ = dropped  // released here, outside the lock
+        didFinish()
+        return !alreadyDelivered
     }
 
-    /// Finishes the target without a result; waits for a callback in progress. Without the GIL.
+    /// Ends the target without a result (`wrapperDestroy`); waits for a callback in progress on
+    /// another thread. Without the GIL.
     func close() {
-        state.withLock { $0.finished = true }
+        let dropped = monitor.withLock { () -> [Delivery] in
+            finished = true
+            closed = true
+            waitForDeliverer()
+            defer { outbox = [] }
+            return outbox
+        }
+        _ = dropped
+        didFinish()
     }
 
-    /// Results delivered so far.
-    var delivered: Int { state.withLock { $0.delivered } }
+    /// Ends the target at `wrapperFini`: a push target that has no final result yet gets `error` as
+    /// its final callback (or the final result already accepted, if held back), delivered before
+    /// this returns. Without the GIL.
+    func shutDown(_ error: PluginError) {
+        monitor.withLock {
+            if !finished, callback != nil { outbox.append(Delivery(batch: nil, ret: error.code)) }
+            finished = true
+            armed = true
+            if deliverer == nil { drainLocked() }
+            waitForDeliverer()
+            closed = true
+            outbox = []
+        }
+        didFinish()
+    }
 
-    /// After `milliseconds`, delivers a `timeout` error unless a final result came first.
-    func expire(after milliseconds: Int32) {
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(milliseconds))) { [self] in
-            let error = PluginError(.timeout, "no result for \(label) within \(milliseconds) ms")
-            ErrorTexts.record(error)
-            if deliver(nil, ret: error.code, final: true) {
-                Log.logger.warning("\(error.detail); the loader got \(error.code)")
-                CallbackTargets.unregister(self)
+    /// After `deadline` (monotonic ns), delivers `timeout` unless a final result came first.
+    func expire(at deadline: Int64, milliseconds: Int) {
+        let id = Timers.schedule(at: deadline) { [self] in
+            CallbackRunner.pool.submit { [self] in
+                let error = PluginError(.timeout, "no result for \(label) within \(milliseconds) ms")
+                if offer(Delivery(batch: nil, ret: error.code), final: true) {
+                    ErrorTexts.record(error)
+                    Log.logger.warning("\(error.detail); the loader got \(error.code)")
+                }
             }
         }
+        let cancelled = monitor.withLock { () -> Bool in
+            if finished { return true }
+            timer = id
+            return false
+        }
+        if cancelled { Timers.cancel(id) }
+    }
+
+    // MARK: pull mode
+
+    /// Pull mode: what the next `wrapperRead` returns (see `ReadQueue.take`).
+    func takeForRead() -> ReadQueue.Taken { monitor.withLock { readQueue.take() } }
+
+    /// Pull mode: whether results wait for a read.
+    var hasQueuedReads: Bool { monitor.withLock { !readQueue.isEmpty } }
+
+    /// Pull mode: queues what wrapper.py's own `wrapperRead` returned, behind delivered results.
+    func queueForRead(_ batch: OutputBatch) { monitor.withLock { readQueue.append(Delivery(batch: batch, ret: 0)) } }
+
+    // MARK: internals (monitor held)
+
+    /// Passes on the outbox, oldest first, with the monitor released around each callback.
+    private func drainLocked() {
+        guard let callback else { return }
+        deliverer = pthread_self()
+        while armed, !closed, !outbox.isEmpty {
+            let delivery = outbox.removeFirst()
+            deliveredCount += 1
+            monitor.unlocked {
+                _ = callback(usrTag, delivery.batch?.head, delivery.ret)
+                _ = delivery  // the batch is released after the loader copied it
+            }
+        }
+        deliverer = nil
+        monitor.broadcast()
+    }
+
+    /// Waits until no other thread is inside the callback (this thread may be: re-entrant calls).
+    private func waitForDeliverer() {
+        while let thread = deliverer, pthread_equal(thread, pthread_self()) == 0 { monitor.wait() }
+    }
+
+    /// Once finished: cancels the timer and makes the target unreachable by tag.
+    private func didFinish() {
+        let (timer, first) = monitor.withLock { () -> (Int?, Bool) in
+            defer {
+                self.timer = nil
+                unregistered = true
+            }
+            return (self.timer, !unregistered)
+        }
+        if let timer { Timers.cancel(timer) }
+        if first, kind == .once { CallbackTargets.unregister(self) }
     }
 }
 
-/// The live callback targets, by every tag wrapper.py may use for them (usrTag, sid, session handle).
-enum CallbackTargets {
-    private static let byTag = Mutex<[String: CallbackTarget]>([:])
+/// Pull-mode results waiting for `wrapperRead`, node by node.
+///
+/// The loader turns each read's list into a map keyed by output key, so a read never returns two
+/// nodes with the same key: it takes nodes in order up to the first key it already has, and the
+/// rest waits for the next read. An error result is returned on its own.
+struct ReadQueue {
+    private enum Entry {
+        case node(OutputBatch, Int)
+        case error(Int32)
+    }
 
-    /// Makes `target` reachable under each non-empty tag (a later registration of a tag wins).
+    private var entries: [Entry] = []
+    private var next = 0
+
+    /// What one read takes: nodes (each batch must outlive the read) or an error code.
+    struct Taken {
+        var nodes: [(batch: OutputBatch, index: Int)] = []
+        var error: Int32?
+    }
+
+    var isEmpty: Bool { next >= entries.count }
+
+    mutating func append(_ delivery: Delivery) {
+        if delivery.ret != 0 {
+            entries.append(.error(delivery.ret))
+        } else if let batch = delivery.batch {
+            for index in 0..<batch.count { entries.append(.node(batch, index)) }
+        }
+    }
+
+    mutating func take() -> Taken {
+        var taken = Taken()
+        while next < entries.count {
+            switch entries[next] {
+            case .error(let code):
+                guard taken.nodes.isEmpty else { return compacted(taken) }
+                taken.error = code
+                next += 1
+                return compacted(taken)
+            case .node(let batch, let index):
+                let key = batch.key(at: index)
+                if taken.nodes.contains(where: { strcmp($0.batch.key(at: $0.index), key) == 0 }) {
+                    return compacted(taken)
+                }
+                taken.nodes.append((batch, index))
+                next += 1
+            }
+        }
+        return compacted(taken)
+    }
+
+    private mutating func compacted(_ taken: Taken) -> Taken {
+        if next >= entries.count {
+            entries.removeAll(keepingCapacity: true)
+            next = 0
+        } else if next > 64, next * 2 > entries.count {
+            entries.removeFirst(next)
+            next = 0
+        }
+        return taken
+    }
+}
+
+/// Threads that pass results on when no caller thread can: timeouts, and results wrapper.py
+/// delivered before its opening call returned. Each blocking loader callback holds one thread, so
+/// the pool grows with blocked callbacks (up to a generous cap) instead of delaying others.
+enum CallbackRunner {
+    static let pool = WorkerPool(name: "callback runner", maximumThreads: 1024, idleSeconds: 5)
+}
+
+/// The live callback targets, by every tag wrapper.py may use for them (usrTag, sid, session handle).
+///
+/// A tag that names two live targets (two requests in flight with the same sid) is ambiguous:
+/// `aiges_embed.callback` with it is refused (22015) rather than guessed.
+enum CallbackTargets {
+    private struct Table {
+        var byTag: [String: [CallbackTarget]] = [:]
+        var all: [ObjectIdentifier: CallbackTarget] = [:]
+    }
+
+    private static let table = Mutex(Table())
+
+    /// Makes `target` reachable under each non-empty tag.
     static func register(_ target: CallbackTarget, tags: [String]) {
         let tags = tags.filter { !$0.isEmpty }
-        target.tags.withLock { $0 += tags }
-        byTag.withLock { table in
-            for tag in tags { table[tag] = target }
+        table.withLock { table in
+            table.all[ObjectIdentifier(target)] = target
+            for tag in tags where !target.tags.contains(tag) {
+                target.tags.append(tag)
+                table.byTag[tag, default: []].append(target)
+            }
         }
     }
 
-    /// Removes all of the target's tags (those still pointing at it).
+    /// Removes the target and all its tags.
     static func unregister(_ target: CallbackTarget) {
-        let tags = target.tags.withLock { $0 }
-        byTag.withLock { table in
-            for tag in tags where table[tag] === target { table[tag] = nil }
+        table.withLock { table in
+            table.all[ObjectIdentifier(target)] = nil
+            for tag in target.tags {
+                table.byTag[tag]?.removeAll { $0 === target }
+                if table.byTag[tag]?.isEmpty == true { table.byTag[tag] = nil }
+            }
+            target.tags = []
         }
     }
 
-    static func find(_ tag: String) -> CallbackTarget? { byTag.withLock { $0[tag] } }
+    /// What a tag names.
+    enum Lookup {
+        case none
+        case one(CallbackTarget)
+        case ambiguous(Int)
+    }
+
+    static func find(_ tag: String) -> Lookup {
+        table.withLock { table in
+            guard let targets = table.byTag[tag], let first = targets.first else { return .none }
+            return targets.count == 1 ? .one(first) : .ambiguous(targets.count)
+        }
+    }
+
+    /// How many one-shot requests are waiting for their final result.
+    static var liveOnceCount: Int { table.withLock { table in table.all.values.count { $0.kind == .once } } }
+
+    /// Removes and returns every live one-shot target (for `wrapperFini`).
+    static func takeAllOnce() -> [CallbackTarget] {
+        let targets = table.withLock { table in Array(table.all.values.filter { $0.kind == .once }) }
+        targets.forEach(unregister)
+        return targets
+    }
 
     /// Delivers a result that wrapper.py passed to `aiges_embed.callback(response, tag)`.
     /// Called with the GIL held (from any Python thread); releases it around the loader's callback.
-    /// - Returns: 0, or an error code for Python (unknown tag, result after the final one, bad output).
+    /// - Returns: 0, or an error code for Python (unknown or ambiguous tag, result after the final one).
     static func deliverFromPython(_ response: PyPointer, tag: String) -> Int32 {
-        guard let target = find(tag) else {
+        let target: CallbackTarget
+        switch find(tag) {
+        case .none:
             Log.logger.warning("callback for unknown or finished tag \"\(tag)\" dropped")
             return PluginErrorCode.resultDropped.rawValue
+        case .ambiguous(let count):
+            Log.logger.error(
+                "callback for tag \"\(tag)\" dropped: \(count) live requests have it (use the usrTag to tell them apart)")
+            return PluginErrorCode.resultDropped.rawValue
+        case .one(let found): target = found
         }
+        return deliver(response, to: target)
+    }
+
+    /// Converts `response` and offers it to `target`. GIL held; released around the loader's callback.
+    static func deliver(_ response: PyPointer, to target: CallbackTarget) -> Int32 {
         var batch: OutputBatch?
         var ret: Int32 = 0
         do throws(PluginError) {
@@ -128,17 +366,14 @@ enum CallbackTargets {
         } catch {
             ret = error.code
             ErrorTexts.record(error)
-            if error.isPluginCode { Log.logger.error("result for \(target.label): \(error.detail)") }
+            Log.logger.error("result for \(target.label) failed: \(error.code) \(error.detail)")
         }
-        let final =
-            target.kind == .once
-            || (batch?.hasFinalStatus ?? false)
-        let delivered = withoutGIL { target.deliver(batch, ret: ret, final: final) }
-        if !delivered {
+        let final = target.kind == .once || (batch?.hasFinalStatus ?? false)
+        let accepted = withoutGIL { target.offer(Delivery(batch: batch, ret: ret), final: final) }
+        guard accepted else {
             Log.logger.warning("result for \(target.label) dropped: it came after the request's final result")
             return PluginErrorCode.resultDropped.rawValue
         }
-        if target.kind == .once, final || ret != 0 { unregister(target) }
         return 0
     }
 }

@@ -24,12 +24,12 @@ enum Bootstrap {
 
     /// Offsets of `DataListNode`'s slots, so the plugin can fill a node without running `__init__`.
     struct NodeSlots {
-        let key, view, data, len, type, status, desc: Int
+        let key, view, data, loan, len, type, status, desc: Int
     }
 
     /// Interned strs for the attributes the hot path reads.
     struct Names {
-        let key, data, len, status, type, desc, list, errorCode, handle, detach, release: PyPointer
+        let key, data, len, status, type, desc, list, errorCode, handle, detach, own, release: PyPointer
     }
 
     /// Set once by `install` before any request can arrive; read only with the GIL held.
@@ -62,7 +62,8 @@ enum Bootstrap {
             publish: try attribute(plugin.pointer, "publish_embed_module").take(),
             node: NodeSlots(
                 key: try slot(dataListNode, "key"), view: try slot(dataListNode, "_view"),
-                data: try slot(dataListNode, "_data"), len: try slot(dataListNode, "len"),
+                data: try slot(dataListNode, "_data"), loan: try slot(dataListNode, "_loan"),
+                len: try slot(dataListNode, "len"),
                 type: try slot(dataListNode, "type"), status: try slot(dataListNode, "status"),
                 desc: try slot(dataListNode, "desc")),
             listSlot: try slot(dataListCls, "list"),
@@ -70,7 +71,7 @@ enum Bootstrap {
                 key: try interned("key"), data: try interned("data"), len: try interned("len"),
                 status: try interned("status"), type: try interned("type"), desc: try interned("desc"),
                 list: try interned("list"), errorCode: try interned("error_code"), handle: try interned("handle"),
-                detach: try interned("_detach"),
+                detach: try interned("_detach"), own: try interned("_own"),
                 release: try interned("release")))
     }
 

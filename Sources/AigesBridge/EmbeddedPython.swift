@@ -15,17 +15,18 @@ let aigesEmbedSource = #"""
     class DataListNode:
         """One request node.
 
-        `view` is a read-only memoryview over the loader's buffer, valid during the
-        call; `data` is the same bytes as `bytes`, made on first use. A node kept
-        past the call is given its own copy of the bytes when the call returns, and
-        a view taken during the call raises ValueError once the call has returned.
-        `desc` is the node's metadata as a dict of str.
+        `data` is the node's bytes as `bytes`, copied from the loader's buffer on first
+        use (once); `view` is a read-only memoryview of them. Both stay valid for as long
+        as you keep them, also after the call. A node nobody reads costs nothing, whatever
+        its size. (With the plugin's opt-in `data.lend`, `view` is the loader's own buffer
+        instead, valid during the call only.) `desc` is the node's metadata as a dict of str.
         """
 
-        __slots__ = ("key", "_view", "_data", "len", "type", "status", "desc")
+        __slots__ = ("key", "_view", "_data", "_loan", "len", "type", "status", "desc")
 
         def __init__(self, key="", data=b"", len=None, type=DataText, status=DataOnce, desc=None):
             self.key = key
+            self._loan = None
             if isinstance(data, memoryview):
                 self._view, self._data = data, None
             else:
@@ -40,27 +41,37 @@ let aigesEmbedSource = #"""
         @property
         def data(self):
             data = self._data
-            if data is None and self._view is not None:
-                data = self._data = self._view.tobytes()
+            if data is None:
+                if self._loan is not None:
+                    data = self._data = _native_copy(self._loan)
+                elif self._view is not None:
+                    data = self._data = self._view.tobytes()
             return data
 
         @data.setter
         def data(self, value):
-            self._data, self._view = value, None
+            self._data, self._view, self._loan = value, None, None
 
         @property
         def view(self):
-            """Read-only memoryview of the node's bytes (no copy)."""
+            """Read-only memoryview of the node's bytes."""
             view = self._view
             if view is None:
-                view = self._view = memoryview(self._data if self._data is not None else b"").toreadonly()
+                data = self.data
+                view = self._view = memoryview(data if data is not None else b"").toreadonly()
             return view
 
         def get_data(self):
             return self.data
 
+        def _own(self):
+            """Called by the plugin when the node outlives its call: copy the bytes if unread."""
+            if self._data is None and self._loan is not None:
+                self._data = _native_copy(self._loan)
+            self._loan = None
+
         def _detach(self):
-            """Called by the plugin when the node outlives its call: own the bytes, drop the loan."""
+            """Called by the plugin (data.lend) when the node outlives its call: own the bytes, drop the view."""
             view = self._view
             if view is not None and self._data is None:
                 self._data = view.tobytes()
@@ -101,7 +112,12 @@ let aigesEmbedSource = #"""
 
         def setData(self, data):
             self.data = data
-            self.len = memoryview(data).nbytes if not isinstance(data, str) else len(data.encode())
+            if data is None:
+                self.len = 0
+            elif isinstance(data, str):
+                self.len = len(data.encode("utf-8", "surrogateescape"))
+            else:
+                self.len = memoryview(data).nbytes
 
         def setDataType(self, type):
             self.type = type
@@ -142,6 +158,9 @@ let aigesEmbedSource = #"""
 
         _native_callback = _native_metric = _native_trace = _outside_plugin
 
+        def _native_copy(loan):
+            raise ValueError("request memory belongs to the plugin's process")
+
 
     def callback(response, tag):
         """Deliver an asynchronous result for `tag` (a usrTag, or a session's sid or handle)."""
@@ -175,17 +194,16 @@ let aigesPluginSource = #"""
 
 
     def publish_embed_module(source):
-        """Writes aiges_embed's source to a per-user cache folder on sys.path, so that child interpreters
-        (multiprocessing spawn workers importing wrapper.py) can import it too."""
+        """Writes aiges_embed's source to a folder of this user's on sys.path, so that child interpreters
+        (multiprocessing spawn workers importing wrapper.py) can import it too. The folder must be one
+        no other user can have made or written (see private_folder)."""
         import hashlib
-        import tempfile
 
-        folder = os.path.join(tempfile.gettempdir(), f"aiges-embed-{os.getuid()}",
-                              hashlib.sha256(source.encode()).hexdigest()[:16])
-        path = os.path.join(folder, "aiges_embed.py")
         try:
+            folder = os.path.join(private_folder(), hashlib.sha256(source.encode()).hexdigest()[:16])
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            path = os.path.join(folder, "aiges_embed.py")
             if not os.path.exists(path):
-                os.makedirs(folder, mode=0o700, exist_ok=True)
                 temporary = f"{path}.{os.getpid()}"
                 with open(temporary, "w", encoding="utf-8") as f:
                     f.write(source)
@@ -194,6 +212,31 @@ let aigesPluginSource = #"""
                 sys.path.append(folder)
         except OSError as error:
             logging.getLogger("aiges").warning("child processes cannot import aiges_embed: %s", error)
+
+
+    def private_folder():
+        """$TMPDIR/aiges-embed-<uid> if this user owns it and nobody else can write it (a real folder, not
+        a link; made private if others could enter it); otherwise a new private folder for this process. Another local user who made
+        that path first cannot get modules onto this plugin's sys.path."""
+        import stat
+        import tempfile
+
+        shared = os.path.join(tempfile.gettempdir(), f"aiges-embed-{os.getuid()}")
+        try:
+            os.mkdir(shared, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return tempfile.mkdtemp(prefix="aiges-embed-")
+        info = os.lstat(shared)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022:
+            if info.st_mode & 0o077:
+                os.chmod(shared, 0o700)
+            return shared
+        logging.getLogger("aiges").warning(
+            "%s is not a private folder of this user (owner uid %d, mode %o); using a folder of this process",
+            shared, info.st_uid, stat.S_IMODE(info.st_mode))
+        return tempfile.mkdtemp(prefix="aiges-embed-")
 
 
     def configure(venv, paths, executable, capture_output):

@@ -34,8 +34,12 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
     case hookNotSet = 22014
     /// `aiges_embed.callback` for a tag that is unknown or whose request already ended (returned to Python).
     case resultDropped = 22015
-    /// wrapper.py kept a buffer made from a request view (e.g. `np.frombuffer(node.view)`) past the call.
+    /// With `data.lend`, wrapper.py kept a buffer made from a request view (e.g. `np.frombuffer(node.view)`)
+    /// past the call.
     case viewEscaped = 22016
+    // 22017 is reserved for worker processes (workerLost).
+    /// `wrapperFini` ended the request before it had a result (the final callback's `ret`).
+    case shutDown = 22018
 
     /// Short fixed description, the first part of every `wrapperError` text for this code.
     var summary: String {
@@ -55,6 +59,7 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
         case .hookNotSet: "the loader set no hook of this kind (wrapperSetCtrl)"
         case .resultDropped: "result dropped: unknown tag, or its request already ended"
         case .viewEscaped: "wrapper.py kept a buffer of request memory past the call"
+        case .shutDown: "wrapperFini ended the request"
         }
     }
 }
@@ -69,14 +74,14 @@ public struct PluginError: Error, Sendable {
     /// A failure of the plugin itself.
     init(_ kind: PluginErrorCode, _ detail: String) {
         self.code = kind.rawValue
-        self.detail = detail
+        self.detail = ErrorTexts.bounded(detail)
     }
 
     /// A non-zero code returned by wrapper.py; its text comes from wrapper.py's `wrapperError`,
     /// unless `text` (captured while the wrapper was still loaded) is given.
     init(wrapperCode: Int32, text: String = "") {
         self.code = wrapperCode
-        self.detail = text
+        self.detail = ErrorTexts.bounded(text)
     }
 
     /// Whether the code is one of the plugin's own.
@@ -95,8 +100,9 @@ public struct PluginError: Error, Sendable {
 
 /// Stable C strings for `wrapperError`, plus the latest detail of each plugin code.
 ///
-/// A returned pointer stays valid until `capacity` newer distinct texts have been made,
-/// so memory stays bounded however many different messages Python produces.
+/// A returned pointer stays valid until `capacity` newer distinct texts have been made. Each text
+/// is cut to `maximumBytes`, so memory stays bounded (about 2 MiB) however many and however long
+/// the messages Python produces.
 enum ErrorTexts {
     private struct Ring: ~Copyable {
         var slots: [UnsafeMutablePointer<CChar>?]
@@ -106,17 +112,42 @@ enum ErrorTexts {
     }
 
     static let capacity = 512
+    /// The longest text kept, in UTF-8 bytes (longer ones end in "… [cut]").
+    static let maximumBytes = 4096
+    /// How many wrapper.py codes keep a recorded text (init failures); the oldest is forgotten first.
+    private static let maximumRecordedCodes = 256
     nonisolated(unsafe) private static let outOfMemoryText = UnsafeRawPointer(
         ("out of memory" as StaticString).utf8Start
     )
     .assumingMemoryBound(to: CChar.self)
     private static let ring = Mutex(Ring(capacity: capacity))
     private static let details = Mutex<[Int32: String]>([:])
+    private static let recordedOrder = Mutex<[Int32]>([])
+
+    /// `text`, cut to at most `maximumBytes` UTF-8 bytes (on a character boundary).
+    static func bounded(_ text: String) -> String {
+        guard text.utf8.count > maximumBytes else { return text }
+        let marker = "… [cut]"
+        var cut = ""
+        for character in text {
+            if cut.utf8.count + character.utf8.count > maximumBytes - marker.utf8.count { break }
+            cut.append(character)
+        }
+        return cut + marker
+    }
 
     /// Remembers `error`'s detail so that `wrapperError(code)` can show it.
     static func record(_ error: PluginError) {
         guard !error.detail.isEmpty || error.isPluginCode else { return }
-        details.withLock { $0[error.code] = error.detail }
+        let forgotten = details.withLock { details -> Int32? in
+            let isNew = details.updateValue(error.detail, forKey: error.code) == nil
+            guard isNew, !error.isPluginCode else { return nil }
+            return recordedOrder.withLock { order in
+                order.append(error.code)
+                return order.count > maximumRecordedCodes ? order.removeFirst() : nil
+            }
+        }
+        if let forgotten { _ = details.withLock { $0.removeValue(forKey: forgotten) } }
     }
 
     /// The text recorded for one of wrapper.py's codes while it was loaded, if any.
@@ -135,7 +166,8 @@ enum ErrorTexts {
 
     /// A NUL-terminated copy of `text` that outlives the call (see type doc).
     static func stable(_ text: String) -> UnsafePointer<CChar> {
-        ring.withLock { ring in
+        let text = bounded(text)
+        return ring.withLock { ring in
             if let slot = ring.index[text], let pointer = ring.slots[slot] { return UnsafePointer(pointer) }
             let slot = ring.next
             ring.next = (slot + 1) % ring.slots.count

@@ -1,4 +1,5 @@
 import CPython
+import CPythonShims
 import Glibc
 import Synchronization
 
@@ -6,7 +7,8 @@ import Synchronization
 ///
 /// Re-entrant. The thread's Python thread state is created on its first call and kept
 /// (see `ThreadStates`), so a loader thread pays for it once, not per call. A thread that does not
-/// hold the GIL yet passes the `EntryGate` first.
+/// hold the GIL yet passes the `EntryGate` first. References whose owners were dropped without the
+/// GIL (`DeferredReleases`) are released here, before `body`.
 @inline(__always)
 func withGIL<Result: ~Copyable, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
     ThreadStates.adoptCurrentThread()
@@ -16,6 +18,7 @@ func withGIL<Result: ~Copyable, Failure: Error>(_ body: () throws(Failure) -> Re
         PyGILState_Release(state)
         if gated { EntryGate.leave() }
     }
+    DeferredReleases.runPending()
     return try body()
 }
 
@@ -24,48 +27,78 @@ func withGIL<Result: ~Copyable, Failure: Error>(_ body: () throws(Failure) -> Re
 /// Handing the GIL from one loader thread to another costs a futex wake-up and a context switch,
 /// several times a short call's own cost: with 4 threads making tiny calls on 2 cores, throughput
 /// fell to about 30 % of one thread's. Callers that find the gate free go on; others wait for it
-/// at most `waitNanoseconds`, then go straight for the GIL. So a thread making back-to-back short
-/// calls keeps the GIL without hand-offs, while a caller whose Python code releases the GIL for
-/// long (inference, I/O) delays others by at most the wait — they then run in parallel as before —
-/// and no wait can deadlock. Config `gil.gate_us` sets the wait (0 turns the gate off).
+/// at most `waitNanoseconds` (monotonic clock), then go straight for the GIL. So a thread making
+/// back-to-back short calls keeps the GIL without hand-offs, while a caller whose Python code
+/// releases the GIL for long (inference, I/O) delays others by at most the wait — they then run in
+/// parallel as before — and no wait can deadlock. The gate is never held while the loader's code
+/// runs: `withoutGIL` lets go of it. Config `gil.gate_us` sets the wait (0 turns the gate off).
 enum EntryGate {
-    nonisolated(unsafe) private static let lock: UnsafeMutablePointer<pthread_mutex_t> = {
-        let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)  // lives for the process
-        pthread_mutex_init(lock, nil)
-        return lock
-    }()
-
     /// How long a caller waits for the gate before going for the GIL directly; 0 disables the gate.
     static let waitNanoseconds = Atomic<Int>(50_000)
 
     /// Takes the gate if it is free or frees up within the wait. - Returns: whether it was taken.
     @inline(__always)
-    static func enter() -> Bool {
-        let wait = waitNanoseconds.load(ordering: .relaxed)
-        guard wait > 0 else { return false }
-        if pthread_mutex_trylock(lock) == 0 { return true }
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        deadline.tv_sec += wait / 1_000_000_000
-        deadline.tv_nsec += wait % 1_000_000_000
-        if deadline.tv_nsec >= 1_000_000_000 {
-            deadline.tv_sec += 1
-            deadline.tv_nsec -= 1_000_000_000
-        }
-        return pthread_mutex_timedlock(lock, &deadline) == 0
-    }
+    static func enter() -> Bool { aiges_gate_enter(Int64(waitNanoseconds.load(ordering: .relaxed))) != 0 }
 
+    /// Lets go of the gate if this thread still holds it.
     @inline(__always)
-    static func leave() { pthread_mutex_unlock(lock) }
+    static func leave() { aiges_gate_leave() }
 }
 
-/// Runs `body` with the GIL released (for calls into the loader, which may block).
-/// Must be called with the GIL held by this thread.
+/// Runs `body` with the GIL released and the entry gate let go (for calls into the loader, which
+/// may block or call back into the plugin). Must be called with the GIL held by this thread.
 @inline(__always)
 func withoutGIL<Result>(_ body: () -> Result) -> Result {
     let saved = PyEval_SaveThread()
+    EntryGate.leave()
     defer { PyEval_RestoreThread(saved) }
     return body()
+}
+
+/// Python references whose owner was dropped on a thread without the GIL: released by the next
+/// thread that takes the GIL through `withGIL`, so that no `deinit` takes the GIL behind a reader's back.
+enum DeferredReleases {
+    /// One deferred release.
+    enum Item: @unchecked Sendable {  // handed from the dropping thread to the releasing one
+        /// A strong reference to drop.
+        case reference(PyPointer)
+        /// Buffer exports to release (`count` `Py_buffer`s at `buffers`), then the block to free.
+        case buffers(UnsafeMutablePointer<Py_buffer>, count: Int, block: UnsafeMutableRawPointer)
+    }
+
+    private static let pending = Mutex<[Item]>([])
+    private static let count = Atomic<Int>(0)
+
+    /// Releases `item` now if this thread holds the GIL, else at the next `withGIL`.
+    static func release(_ item: Item) {
+        if Py_IsInitialized() != 0, PyGILState_Check() != 0 {
+            perform(item)
+            return
+        }
+        pending.withLock { $0.append(item) }
+        count.add(1, ordering: .releasing)
+    }
+
+    /// Performs the pending releases. GIL required.
+    @inline(__always)
+    static func runPending() {
+        guard count.load(ordering: .acquiring) > 0 else { return }
+        let items = pending.withLock { items in
+            defer { items = [] }
+            return items
+        }
+        count.subtract(items.count, ordering: .relaxed)
+        items.forEach(perform)
+    }
+
+    private static func perform(_ item: Item) {
+        switch item {
+        case .reference(let pointer): Py_DecRef(pointer)
+        case .buffers(let buffers, let count, let block):
+            for index in 0..<count { PyBuffer_Release(buffers + index) }
+            free(block)
+        }
+    }
 }
 
 /// Keeps one Python thread state per OS thread for the thread's whole life.
@@ -73,8 +106,12 @@ func withoutGIL<Result>(_ body: () -> Result) -> Result {
 /// On a thread's first call we take one `PyGILState_Ensure` and never release it while the
 /// thread lives, so later `PyGILState_Ensure/Release` pairs reuse that state instead of creating
 /// and destroying one per call. The state is also stored under our own pthread key, whose
-/// destructor deletes it when the thread exits: none leak. (The destructor cannot go through
-/// `PyGILState_*`: glibc has already cleared Python's own key by the time ours runs.)
+/// destructor hands it to the reaper when the thread exits: none leak.
+///
+/// The exiting thread itself never touches Python: by the time our key's destructor runs, glibc
+/// has cleared Python's own key, so finalizers run there (a `threading.local` value whose
+/// `__del__` calls `PyGILState_Ensure`) would make a second state and wait for the GIL it holds.
+/// The reaper, a thread with a proper state of its own, clears and deletes the state instead.
 enum ThreadStates {
     /// Value of an adopted thread: its `PyThreadState *`, or `unmanaged` for threads whose state
     /// Python owns.
@@ -82,7 +119,7 @@ enum ThreadStates {
         var key = pthread_key_t()
         let created = pthread_key_create(&key) { value in
             guard let value, Int(bitPattern: value) != ThreadStates.unmanaged else { return }
-            ThreadStates.deleteAtThreadExit(value.assumingMemoryBound(to: PyThreadState.self))
+            ThreadStates.reap(value.assumingMemoryBound(to: PyThreadState.self))
         }
         return created == 0 ? key : nil
     }()
@@ -90,6 +127,9 @@ enum ThreadStates {
     /// Marker for threads we must not pin or delete: the one that ran `Py_Initialize` (the main
     /// state) and threads Python created (`threading`), which already have a state of their own.
     private static let unmanaged = 1
+
+    /// One thread, never exiting, that deletes the states of exited threads.
+    private static let reaper = WorkerPool(name: "thread-state reaper", maximumThreads: 1, idleSeconds: nil)
 
     /// Marks the thread that ran `Py_Initialize`: its main state already carries the pinning count.
     static func markInitialThread() {
@@ -113,11 +153,17 @@ enum ThreadStates {
         pthread_setspecific(key, state)
     }
 
-    /// Runs as the pthread key destructor when an adopted thread exits.
-    private static func deleteAtThreadExit(_ state: UnsafeMutablePointer<PyThreadState>) {
-        guard Py_IsInitialized() != 0, _Py_IsFinalizing() == 0 else { return }
-        PyEval_RestoreThread(state)  // take the GIL with this thread's state
-        PyThreadState_Clear(state)
-        PyThreadState_DeleteCurrent()  // frees the state and releases the GIL
+    /// Runs as the pthread key destructor when an adopted thread exits: hands its state to the reaper.
+    private static func reap(_ state: UnsafeMutablePointer<PyThreadState>) {
+        let address = UInt(bitPattern: state)
+        reaper.submit {
+            guard Py_IsInitialized() != 0, _Py_IsFinalizing() == 0,
+                let state = UnsafeMutablePointer<PyThreadState>(bitPattern: address)
+            else { return }
+            withGIL {
+                PyThreadState_Clear(state)  // the exited thread's finalizers run here, on the reaper
+                PyThreadState_Delete(state)
+            }
+        }
     }
 }

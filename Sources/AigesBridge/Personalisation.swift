@@ -36,7 +36,10 @@ extension Plugin {
             return code
         }
         if code != 0 { throw PluginError(wrapperCode: code) }
-        patches.withLock { $0[resId] = patch }
+        guard whileRunning(wrapper, { patches.withLock { $0[resId] = patch } }) != nil else {
+            try? callUnload(wrapper, resId: resId, patch: patch)
+            throw PluginError(.notInitialized, "wrapperFini ran while wrapperLoadRes was in progress")
+        }
         Log.logger.info("personalisation resource \(resId) loaded as patch_id \(patch)")
     }
 
@@ -48,15 +51,33 @@ extension Plugin {
         guard let patch = patches.withLock({ $0[resId] }) else {
             throw PluginError(.unknownHandle, "wrapperUnloadRes: resource \(resId) is not loaded")
         }
-        if wrapper.defines(.wrapperUnloadRes) {
-            let code = try withGIL { () throws(PluginError) -> Int32 in
-                let patchObject = try makeUnicode(patch)
-                let resIdObject = try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
-                return try wrapper.callForCode(
-                    .wrapperUnloadRes, CallArguments(patchId: patchObject.pointer, resId: resIdObject.pointer))
-            }
-            if code != 0 { throw PluginError(wrapperCode: code) }
-        }
+        try callUnload(wrapper, resId: resId, patch: patch)
         patches.withLock { $0[resId] = nil }
+    }
+
+    /// Unloads every loaded resource (for `wrapperFini`). - Returns: how many there were.
+    static func unloadAllResources(_ wrapper: UserWrapper) -> Int {
+        let loaded = patches.withLock { patches in
+            defer { patches = [:] }
+            return patches
+        }
+        for (resId, patch) in loaded.sorted(by: { $0.key < $1.key }) {
+            do throws(PluginError) { try callUnload(wrapper, resId: resId, patch: patch) } catch {
+                Log.logger.warning("wrapperFini: wrapperUnloadRes of resource \(resId) failed: \(error.code)")
+            }
+        }
+        return loaded.count
+    }
+
+    /// Calls wrapper.py's `wrapperUnloadRes(patch_id)` (or `(resId)`), if it defines one.
+    private static func callUnload(_ wrapper: UserWrapper, resId: UInt32, patch: String) throws(PluginError) {
+        guard wrapper.defines(.wrapperUnloadRes) else { return }
+        let code = try withGIL { () throws(PluginError) -> Int32 in
+            let patchObject = try makeUnicode(patch)
+            let resIdObject = try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
+            return try wrapper.callForCode(
+                .wrapperUnloadRes, CallArguments(patchId: patchObject.pointer, resId: resIdObject.pointer))
+        }
+        if code != 0 { throw PluginError(wrapperCode: code) }
     }
 }

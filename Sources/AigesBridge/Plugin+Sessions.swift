@@ -20,33 +20,43 @@ extension Plugin {
         }
         let handle = try SessionHandles.allocate()
         let tagText = usrTag.map { String(cString: $0) } ?? ""
-        let session = try withGIL { () throws(PluginError) -> Session in
-            let params = try Params(params)
-            let tag = try makeUnicode(tagText)
-            let persId = try PyRef(
-                steal: PyLong_FromUnsignedLong(
-                    UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
-            // Register delivery first: wrapper.py may deliver as soon as wrapperCreate runs.
-            let target = CallbackTarget(kind: .session, usrTag: usrTag, label: tagText, callback: callback)
-            CallbackTargets.register(target, tags: [tagText, params.sid])
-            do throws(PluginError) {
-                let sid = try makeUnicode(params.sid)
+        let target = CallbackTarget(kind: .session, usrTag: usrTag, label: tagText, callback: callback)
+        let session: Session
+        do throws(PluginError) {
+            session = try withGIL { () throws(PluginError) -> Session in
+                let params = try Params(params)
+                let sid = params.sidText
+                let tag = try makeUnicode(tagText)
+                let persId = try PyRef(
+                    steal: PyLong_FromUnsignedLong(
+                        UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
+                // Reachable before Python runs: wrapper.py may deliver as soon as wrapperCreate runs
+                // (held back until it returned successfully).
+                CallbackTargets.register(target, tags: [tagText, sid])
+                let sidObject = try makeUnicode(sid)
                 let result = try wrapper.call(
                     .wrapperCreate,
                     CallArguments(
-                        params: params.dict.pointer, usrTag: tag.pointer, persId: persId.pointer, sid: sid.pointer))
+                        params: params.dict.pointer, usrTag: tag.pointer, persId: persId.pointer,
+                        sid: sidObject.pointer))
                 let pythonHandle = try sessionHandle(from: result.pointer)
                 let handleText = string(fromUnicode: pythonHandle.pointer) ?? ""
                 CallbackTargets.register(target, tags: [handleText])
                 return Session(
-                    handle: handle, sid: params.sid, pythonHandle: handleText, target: target,
-                    handleObject: pythonHandle.take(), sidObject: sid.take())
-            } catch {
-                CallbackTargets.unregister(target)
-                throw error
+                    handle: handle, sid: sid, pythonHandle: handleText, target: target,
+                    handleObject: PythonObject(pythonHandle), sidObject: PythonObject(sidObject))
             }
+        } catch {
+            _ = target.abandon()
+            CallbackTargets.unregister(target)
+            throw error
         }
-        SessionHandles.add(session)
+        guard adopt(session, of: wrapper) else {
+            // wrapperFini ran meanwhile: close what wrapper.py opened.
+            try? end(session, wrapper: wrapper)
+            throw PluginError(.notInitialized, "wrapperFini ran while wrapperCreate was in progress")
+        }
+        target.arm()
         Log.logger.debug("session \(session.sid) opened (\(callback == nil ? "pull" : "push"))")
         return handle
     }
@@ -70,8 +80,8 @@ extension Plugin {
         return try PyRef(steal: PyObject_Str(handle.pointer), "SessionCreateResponse.handle")
     }
 
-    /// Passes a chunk of input to `wrapperWrite(handle, req, sid)`. The request's buffers are lent
-    /// for the call only: what wrapper.py queues for later gets its own copy.
+    /// Passes a chunk of input to `wrapperWrite(handle, req, sid)`. The request's bytes are the
+    /// loader's for the call only: what wrapper.py keeps gets its own copy (see `DataPath`).
     ///
     /// The corresponding C function is `wrapperWrite`.
     public static func write(handle: UnsafeRawPointer?, request: UnsafeMutablePointer<DataList>?) throws(PluginError) {
@@ -82,9 +92,9 @@ extension Plugin {
         let code = try withGIL { () throws(PluginError) -> Int32 in
             var request = try LoanedRequest.make(request, "reqData")
             bytes = request.byteCount
-            let code = try wrapper.callForCode(
-                .wrapperWrite,
-                CallArguments(reqData: request.list, sid: session.sidObject, handle: session.handleObject))
+            var arguments = session.arguments
+            arguments.reqData = request.list
+            let code = try wrapper.callForCode(.wrapperWrite, arguments)
             try request.finish()
             return code
         }
@@ -94,8 +104,10 @@ extension Plugin {
     }
 
     /// Returns what is ready: results wrapper.py delivered with `aiges_embed.callback` since the last
-    /// read, then what its `wrapperRead(handle, sid)` returns (an empty list when nothing is). The list
-    /// stays valid until the next read on this session or its destroy.
+    /// read, else what its own `wrapperRead(handle, sid)` returns (an empty list when nothing is).
+    /// A read never holds two nodes with the same key (the loader keys each read by output key):
+    /// what does not fit waits for the next read, as does everything queued when a read fails.
+    /// The list stays valid until the next read on this session or its destroy.
     ///
     /// The corresponding C function is `wrapperRead`.
     public static func read(
@@ -104,37 +116,53 @@ extension Plugin {
         guard let response else { throw PluginError(.invalidArgument, "wrapperRead: respData is NULL") }
         response.pointee = nil
         let session = try SessionHandles.find(handle, "wrapperRead")
-        _ = session.replaceLastRead([], counted: false)  // the loader has copied the previous read: free it now
+        _ = session.replaceLastRead([], bytes: 0, counted: false)  // the loader copied the previous read: free it
         let wrapper = try running()
         let started = Log.debugEnabled ? Log.now() : 0
-        var batches = session.target.takeQueued()
-        if wrapper.defines(.wrapperRead) {
+        if !session.target.hasQueuedReads, wrapper.defines(.wrapperRead) {
             let batch = try withGIL { () throws(PluginError) -> OutputBatch? in
                 let result = try wrapper.call(.wrapperRead, session.arguments)
                 if result.pointer == aiges_py_none() { return nil }
                 return try OutputBatch(result.pointer, kind: .stream)
             }
-            if let batch { batches.append(batch) }
+            if let batch { session.target.queueForRead(batch) }
         }
-        response.pointee = OutputBatch.chain(batches)
-        _ = session.replaceLastRead(batches, counted: true)
+        let taken = session.target.takeForRead()
+        if let code = taken.error { throw PluginError(wrapperCode: code) }
+        var bytes = 0
+        for (position, entry) in taken.nodes.enumerated() {
+            let node = entry.batch.node(at: entry.index)
+            node.pointee.next = position + 1 < taken.nodes.count ? taken.nodes[position + 1].batch.node(at: taken.nodes[position + 1].index) : nil
+            bytes += Int(node.pointee.len)
+        }
+        response.pointee = taken.nodes.first.map { $0.batch.node(at: $0.index) }
+        _ = session.replaceLastRead(taken.nodes.map(\.batch), bytes: bytes, counted: true)
         if started > 0 {
-            let bytes = batches.reduce(0) { $0 + $1.byteCount }
-            Log.debug(
-                "wrapperRead: \(batches.reduce(0) { $0 + $1.count }) nodes / \(bytes) bytes out", since: started,
-                sid: session.sid)
+            Log.debug("wrapperRead: \(taken.nodes.count) nodes / \(bytes) bytes out", since: started, sid: session.sid)
         }
     }
 
-    /// Closes the session: no callback for it runs after this returns; calls `wrapperDestroy(handle)`,
-    /// frees its last read. A second destroy of the same handle is `unknownHandle`.
+    /// Closes the session: no callback for it runs after this returns (also when called from inside
+    /// one of its own callbacks); calls `wrapperDestroy(handle)` and frees its last read. A second
+    /// destroy of the same handle is `unknownHandle`.
     ///
     /// The corresponding C function is `wrapperDestroy`.
     public static func destroy(handle: UnsafeRawPointer?) throws(PluginError) {
         let session = try SessionHandles.remove(handle, "wrapperDestroy")
-        session.target.close()  // waits for a callback in progress
+        guard let wrapper = try? running() else {
+            session.target.close()
+            CallbackTargets.unregister(session.target)
+            return
+        }
+        try end(session, wrapper: wrapper)
+    }
+
+    /// Ends a session taken out of `SessionHandles`: closes its delivery (waiting for a callback in
+    /// progress on another thread), then calls wrapper.py's `wrapperDestroy`. Without the GIL.
+    static func end(_ session: Session, wrapper: UserWrapper) throws(PluginError) {
+        session.target.close()
         CallbackTargets.unregister(session.target)
-        guard let wrapper = try? running(), wrapper.defines(.wrapperDestroy) else { return }
+        guard wrapper.defines(.wrapperDestroy) else { return }
         let code = try withGIL { () throws(PluginError) -> Int32 in
             try wrapper.callForCode(.wrapperDestroy, session.arguments)
         }
@@ -143,10 +171,12 @@ extension Plugin {
     }
 
     /// wrapper.py's `wrapperDebugInfo(handle)` if it defines one, else the plugin's summary (sid,
-    /// counts, bytes, age). Valid until the session is destroyed.
+    /// counts, bytes, age). Valid until the session is destroyed. With a NULL handle: the plugin's
+    /// own state as JSON (see `stateSummary`).
     ///
     /// The corresponding C function is `wrapperDebugInfo`.
     public static func debugInfo(handle: UnsafeRawPointer?) -> UnsafePointer<CChar> {
+        guard handle != nil else { return ErrorTexts.stable(stateSummary) }
         guard let session = try? SessionHandles.find(handle, "wrapperDebugInfo") else {
             return ErrorTexts.stable("wrapperDebugInfo: unknown session handle")
         }
@@ -159,6 +189,17 @@ extension Plugin {
                 return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? session.summary
             }
         }
-        return session.keep(text)
+        return session.keep(ErrorTexts.bounded(text))
+    }
+
+    /// The plugin's state as one JSON object: whether it is running, open sessions, pending async
+    /// requests, live timers and async requests waiting for a fallback thread.
+    static var stateSummary: String {
+        let running = (try? running()) != nil
+        return """
+            {"running": \(running), "sessions_open": \(SessionHandles.count), \
+            "async_pending": \(CallbackTargets.liveOnceCount), "timers": \(Timers.count), \
+            "fallback_waiting": \(fallbackPool.waiting)}
+            """
     }
 }

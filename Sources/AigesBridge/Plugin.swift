@@ -50,11 +50,7 @@ public enum Plugin {
             settings[String(cString: entry.key)] = value ?? ""
         }
         Log.configure(settings)
-        if let microseconds = settings["gil.gate_us"].flatMap({ Int($0) }), microseconds >= 0 {
-            EntryGate.waitNanoseconds.store(microseconds * 1000, ordering: .relaxed)
-        }
-        DataPath.copying.store(
-            ["1", "true", "yes", "on"].contains(settings["data.copy"]?.lowercased() ?? ""), ordering: .relaxed)
+        try Settings.apply(settings)
         try Interpreter.startOnce()
         let path = try locateWrapperFile(configured: settings["wrapper.file"])
         let className = settings["wrapper.class"] ?? "Wrapper"
@@ -103,22 +99,60 @@ public enum Plugin {
         return found
     }
 
-    /// Calls wrapper.py's `wrapperFini()` and unloads it. The interpreter stays up.
+    /// Ends everything open, calls wrapper.py's `wrapperFini()` and unloads it. The interpreter stays up.
+    ///
+    /// Before it returns: each pending async request got exactly one final callback (its result if
+    /// one was already on its way, else `shutDown`, 22018), open sessions were closed (wrapper.py's
+    /// `wrapperDestroy` ran for each), loaded resources were unloaded (its `wrapperUnloadRes` ran
+    /// for each), timers were cancelled, and no loader callback runs after it returns. New calls
+    /// meanwhile fail with `notInitialized`; handles from before stay unknown after a new `wrapperInit`.
+    /// May be called from inside a loader callback.
     ///
     /// The corresponding C function is `wrapperFini`.
     public static func finish() throws(PluginError) {
         let wrapper = try state.withLock { state throws(PluginError) -> UserWrapper in
-            guard case .running(let wrapper) = state else {
-                throw PluginError(.notInitialized, "wrapperFini without a successful wrapperInit")
+            switch state {
+            case .running(let wrapper):
+                state = .stopping
+                return wrapper
+            case .starting, .stopping: throw PluginError(.notInitialized, "wrapperInit or wrapperFini in progress")
+            case .stopped: throw PluginError(.notInitialized, "wrapperFini without a successful wrapperInit")
             }
-            state = .stopping
-            return wrapper
         }
         defer { state.withLock { $0 = .stopped } }
+        let shutDown = PluginError(.shutDown, "wrapperFini ended the request")
+        ErrorTexts.record(shutDown)
+        let pending = CallbackTargets.takeAllOnce()
+        pending.forEach { $0.shutDown(shutDown) }
+        let sessions = SessionHandles.removeAll()
+        for session in sessions {
+            do throws(PluginError) { try end(session, wrapper: wrapper) } catch {
+                Log.logger.warning("wrapperFini: wrapperDestroy of session \(session.sid) failed: \(error.code)")
+            }
+        }
+        let resources = unloadAllResources(wrapper)
+        if !pending.isEmpty || !sessions.isEmpty || resources > 0 {
+            Log.logger.info(
+                "wrapperFini ended \(pending.count) async request(s), \(sessions.count) session(s), \(resources) resource(s)")
+        }
         let code = try withGIL { () throws(PluginError) -> Int32 in
             wrapper.defines(.wrapperFini) ? try wrapper.callForCode(.wrapperFini, CallArguments()) : 0
         }
         if code != 0 { throw PluginError(wrapperCode: code) }
+    }
+
+    /// Runs `body` while `wrapper` is the running one (holding the lifecycle lock, so `wrapperFini`
+    /// cannot start meanwhile). - Returns: nil if it is not running any more.
+    static func whileRunning<Result>(_ wrapper: UserWrapper, _ body: () -> Result) -> Result? {
+        state.withLock { state in
+            guard case .running(let current) = state, current === wrapper else { return nil }
+            return body()
+        }
+    }
+
+    /// Registers a session opened on `wrapper` unless `wrapperFini` started meanwhile.
+    static func adopt(_ session: Session, of wrapper: UserWrapper) -> Bool {
+        whileRunning(wrapper) { SessionHandles.add(session) } != nil
     }
 
     /// The loaded wrapper, or `notInitialized`.
@@ -172,7 +206,7 @@ public enum Plugin {
         var sid = "-"
         let batch = try withGIL { () throws(PluginError) -> OutputBatch in
             let params = try Params(params)
-            if started > 0 { sid = params.sid }
+            if started > 0 { sid = params.sidText }
             let tag = try makeUnicode(usrTag ?? emptyCString, length: usrTag.map { strlen($0) } ?? 0)
             let persId = try PyRef(
                 steal: PyLong_FromUnsignedLong(
@@ -183,7 +217,7 @@ public enum Plugin {
                 .wrapperOnceExec,
                 CallArguments(
                     params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
-                    sid: params.sidObject))
+                    sid: params.sid.pointer))
             let batch = try OutputBatch(result.pointer, kind: .once, loans: request.loans)
             inputBytes = request.byteCount
             try request.finish()

@@ -34,6 +34,19 @@ struct PyRef: ~Copyable {
     deinit { Py_DecRef(pointer) }
 }
 
+/// An owned Python reference kept by a long-lived Swift object (a session, the loaded wrapper).
+///
+/// Dropping it never takes the GIL: the reference is released at once if this thread holds the
+/// GIL, else by the next thread entering Python (`DeferredReleases`).
+final class PythonObject: @unchecked Sendable {  // the pointer is only used with the GIL held
+    /// The referenced object (borrowed for as long as this owner lives).
+    let pointer: PyPointer
+
+    init(_ reference: consuming PyRef) { pointer = reference.take() }
+
+    deinit { DeferredReleases.release(.reference(pointer)) }
+}
+
 /// The pending Python exception, turned into text.
 enum PythonException {
     /// Fetches and clears the pending exception: a one-line summary ("ValueError: boom")
@@ -72,17 +85,43 @@ func str(_ object: PyPointer) -> String? {
     return string(fromUnicode: text)
 }
 
-/// The UTF-8 contents of a `str` object (surrogates replaced), or nil if it is not a str.
+/// The UTF-8 contents of a `str` object, or nil if it is not a str. Lone surrogates (from
+/// undecodable input bytes, or made in Python) come out as their original bytes or as `\udcxx`
+/// escapes, never as an empty text.
 func string(fromUnicode object: PyPointer) -> String? {
     guard aiges_py_is_unicode(object) != 0 else { return nil }
     var size: Py_ssize_t = 0
-    guard let utf8 = PyUnicode_AsUTF8AndSize(object, &size) else {
+    if let utf8 = PyUnicode_AsUTF8AndSize(object, &size) {
+        return utf8.withMemoryRebound(to: UInt8.self, capacity: Int(size)) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: Int(size)), as: UTF8.self)
+        }
+    }
+    PyErr_Clear()
+    guard let encoded = try? encodeUTF8(object, errors: "backslashreplace") else { return "" }
+    return String(
+        decoding: UnsafeRawBufferPointer(start: PyBytes_AsString(encoded.pointer), count: PyBytes_Size(encoded.pointer)),
+        as: UTF8.self)
+}
+
+/// `text.encode("utf-8", errors)` as bytes: by default surrogate escapes of undecodable input
+/// bytes turn back into those bytes, and other lone surrogates are kept as `\udcxx` text. GIL required.
+func encodeUTF8(_ text: PyPointer, errors: StaticString = "surrogateescape") throws(PluginError) -> PyRef {
+    let raw = UnsafeRawPointer(errors.utf8Start).assumingMemoryBound(to: CChar.self)
+    if let encoded = PyUnicode_AsEncodedString(text, "utf-8", raw) { return try PyRef(steal: encoded, "") }
+    PyErr_Clear()
+    return try PyRef(steal: PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace"), "encoding a str as UTF-8")
+}
+
+/// A short description of a value for error texts: its type, and its repr when that is short.
+func describe(_ object: PyPointer) -> String {
+    let type = PythonException.typeName(of: object)
+    guard let repr = PyObject_Repr(object) else {
         PyErr_Clear()
-        return String(decoding: [UInt8](), as: UTF8.self)
+        return type
     }
-    return utf8.withMemoryRebound(to: UInt8.self, capacity: Int(size)) {
-        String(decoding: UnsafeBufferPointer(start: $0, count: Int(size)), as: UTF8.self)
-    }
+    defer { Py_DecRef(repr) }
+    guard let text = string(fromUnicode: repr), text.utf8.count <= 40 else { return type }
+    return "\(type) \(text)"
 }
 
 /// A new `str` from `length` bytes of UTF-8 (invalid bytes kept as surrogate escapes).
@@ -115,4 +154,17 @@ func int32(_ object: PyPointer) -> Int32? {
     }
     guard overflow == 0, let result = Int32(exactly: value) else { return nil }
     return result
+}
+
+/// The value of a Python int as UInt32, or nil if `object` is not an int or does not fit.
+func uint32(_ object: PyPointer) -> UInt32? {
+    guard aiges_py_is_long(object) != 0 else { return nil }
+    var overflow: Int32 = 0
+    let value = PyLong_AsLongAndOverflow(object, &overflow)
+    if value == -1, PyErr_Occurred() != nil {
+        PyErr_Clear()
+        return nil
+    }
+    guard overflow == 0 else { return nil }
+    return UInt32(exactly: value)
 }

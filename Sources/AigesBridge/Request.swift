@@ -4,12 +4,28 @@ import CPythonShims
 import Synchronization
 
 /// How payloads cross between the loader and Python.
+///
+/// - `copyOnRead` (default): a request node holds only a revocable loan of the loader's bytes; the
+///   first read of `.data` or `.view` copies them once into a `bytes` the node owns, and a node kept
+///   past the call is given its copy when the call returns. Nothing in Python can reach loader memory
+///   after the call, and a node nobody reads costs O(1) whatever its size. Outputs: read-only buffers
+///   are lent, writable ones (bytearray, numpy) copied.
+/// - `lend` (config `data.lend`): `.view` is a memoryview straight over the loader's buffer (no copy)
+///   and writable outputs are lent too. For wrappers the operator vouches for: a call that keeps a
+///   buffer made from a view fails with 22016, and the wrapper must not change an output buffer
+///   after returning it.
+/// - `copy` (config `data.copy`): every input is copied to `bytes` up front and every output into
+///   plugin memory, as a naive plugin does; kept to measure the others against.
 enum DataPath {
-    /// Copy mode (config `data.copy`): inputs become `bytes` copies and outputs are copied into
-    /// plugin memory, the way a naive plugin works; kept to measure zero-copy against it.
-    static let copying = Atomic<Bool>(false)
+    enum Mode: Int {
+        case copyOnRead, lend, copy
+    }
 
-    static var copies: Bool { copying.load(ordering: .relaxed) }
+    static let mode = Atomic<Int>(Mode.copyOnRead.rawValue)
+
+    static var current: Mode { Mode(rawValue: mode.load(ordering: .relaxed)) ?? .copyOnRead }
+    static var copies: Bool { current == .copy }
+    static var lends: Bool { current == .lend }
 }
 
 /// A `dict[str, str]` made from a loader `ParamList` (config or params).
@@ -28,49 +44,50 @@ func makeDict(_ head: UnsafeMutablePointer<ParamList>?, _ listName: String) thro
 /// Request params as Python sees them: a dict that always has a "sid" key.
 struct Params: ~Copyable {
     let dict: PyRef
-    /// The "sid" value (borrowed from `dict`).
-    let sidObject: PyPointer
+    /// The "sid" value, owned: wrapper.py may remove it from the dict.
+    let sid: PyRef
 
     init(_ head: UnsafeMutablePointer<ParamList>?) throws(PluginError) {
         let dict = try makeDict(head, "params")
-        if let existing = PyDict_GetItemString(dict.pointer, "sid") {  // borrowed
-            sidObject = existing
+        if let existing = PyDict_GetItemString(dict.pointer, "sid") {  // borrowed from the dict
+            sid = PyRef(retain: existing)
         } else {
             let empty = try makeUnicode("")
             PyDict_SetItemString(dict.pointer, "sid", empty.pointer)
-            sidObject = empty.pointer  // the dict now holds it
+            sid = empty
         }
         self.dict = dict
     }
 
     /// The request id, for logs and tags ("" when the loader sent none). Converted on each use.
-    var sid: String { string(fromUnicode: sidObject) ?? "" }
+    var sidText: String { string(fromUnicode: sid.pointer) ?? "" }
 }
 
-/// A request (`DataListCls` of `DataListNode`) whose node bytes are loans of the loader's buffers.
+/// A request (`DataListCls` of `DataListNode`) made from a loader `DataList` for one call.
 ///
-/// Each node's `view` is a read-only memoryview straight over the loader's memory (no copy).
-/// The loan ends when this value is dropped, which must happen, with the GIL held, before the
-/// C call returns: nodes that Python kept (in a queue, on `self`) get their own copy of the bytes
-/// first, and every view is released so that a stale one raises instead of reading freed memory.
+/// The loader frees its buffers when the call returns, so this value must be ended — `finish()`,
+/// or dropped on an error path — with the GIL held before then: nodes Python kept (in a queue, on
+/// `self`) are given their own bytes, and every loan of loader memory is revoked (see `DataPath`).
 struct LoanedRequest: ~Copyable {
     /// The `DataListCls` object (owned reference).
     let list: PyPointer
     private let items: PyPointer  // owned: the Python list inside `list`
     private var lent: [Loan] = []
     private var finished = false
-    /// Payload bytes over all nodes (in either data mode).
+    /// Payload bytes over all nodes (in every data mode).
     private(set) var byteCount = 0
 
-    /// One node lent to Python: the node and its memoryview (owned references) and the loader bytes.
+    /// One node whose bytes are the loader's: the node and its loan — a capsule (copy-on-read) or a
+    /// memoryview (lend mode) — as owned references, and the loader bytes.
     private struct Loan {
         let node: PyPointer
-        let view: PyPointer
+        let handle: PyPointer
         let bytes: UnsafeRawBufferPointer
     }
 
-    /// The loader buffers lent to Python, to recognise output that points back into them.
-    var loans: [UnsafeRawBufferPointer] { lent.map(\.bytes) }
+    /// The loader buffers Python can see straight (lend mode only), to recognise output that points
+    /// back into them.
+    var loans: [UnsafeRawBufferPointer] { DataPath.lends ? lent.map(\.bytes) : [] }
 
     private init(list: PyPointer, items: PyPointer) {
         self.list = list
@@ -84,32 +101,40 @@ struct LoanedRequest: ~Copyable {
         let list = try PyRef(steal: aiges_py_alloc(objects.dataListCls), "creating DataListCls")
         aiges_py_set_slot(list.pointer, objects.listSlot, items.pointer)
         var request = LoanedRequest(list: list.take(), items: items.take())
+        let mode = DataPath.current
         try forEachData(head, listName) { entry throws(PluginError) in
-            try request.append(entry, objects: objects)
+            try request.append(entry, mode: mode, objects: objects)
         }
         return request
     }
 
-    /// Adds one node whose `view` lends `entry`'s bytes (in copy mode: whose data is a copy).
-    private mutating func append(_ entry: DataEntry, objects: Bootstrap.Objects) throws(PluginError) {
+    /// Adds one node for `entry`: a loan of its bytes, a view over them (lend) or a copy (copy mode).
+    private mutating func append(_ entry: DataEntry, mode: DataPath.Mode, objects: Bootstrap.Objects)
+        throws(PluginError)
+    {
         byteCount += entry.bytes.count
         let node = try PyRef(steal: aiges_py_alloc(objects.dataListNode), "creating DataListNode")
         let slots = objects.node
+        let start = entry.bytes.baseAddress ?? UnsafeRawPointer(emptyBytes)
         let payload: PyRef
-        if DataPath.copies {
+        switch mode {
+        case .copy:
             payload = try PyRef(
-                steal: PyBytes_FromStringAndSize(
-                    entry.bytes.baseAddress?.assumingMemoryBound(to: CChar.self), entry.bytes.count),
+                steal: PyBytes_FromStringAndSize(start.assumingMemoryBound(to: CChar.self), entry.bytes.count),
                 "copying input")
             aiges_py_set_slot(node.pointer, slots.data, payload.pointer)
             aiges_py_set_slot(node.pointer, slots.view, aiges_py_none())
-        } else {
-            payload = try PyRef(
-                steal: aiges_py_readonly_view(
-                    entry.bytes.baseAddress ?? UnsafeRawPointer(emptyBytes), entry.bytes.count),
-                "creating memoryview")
+            aiges_py_set_slot(node.pointer, slots.loan, aiges_py_none())
+        case .copyOnRead:
+            payload = try PyRef(steal: aiges_py_loan_new(start, entry.bytes.count), "lending input")
+            aiges_py_set_slot(node.pointer, slots.loan, payload.pointer)
+            aiges_py_set_slot(node.pointer, slots.data, aiges_py_none())
+            aiges_py_set_slot(node.pointer, slots.view, aiges_py_none())
+        case .lend:
+            payload = try PyRef(steal: aiges_py_readonly_view(start, entry.bytes.count), "creating memoryview")
             aiges_py_set_slot(node.pointer, slots.view, payload.pointer)
             aiges_py_set_slot(node.pointer, slots.data, aiges_py_none())
+            aiges_py_set_slot(node.pointer, slots.loan, aiges_py_none())
         }
         try set(node.pointer, slots.key, makeUnicode(entry.key, length: strlen(entry.key)))
         try set(node.pointer, slots.len, PyRef(steal: PyLong_FromSize_t(entry.bytes.count), "len"))
@@ -119,8 +144,8 @@ struct LoanedRequest: ~Copyable {
         guard PyList_Append(items, node.pointer) == 0 else {
             throw PluginError.fromPython(.internalError, "filling request list")
         }
-        if !DataPath.copies {
-            lent.append(Loan(node: node.take(), view: PyRef(retain: payload.pointer).take(), bytes: entry.bytes))
+        if mode != .copy {
+            lent.append(Loan(node: node.take(), handle: payload.take(), bytes: entry.bytes))
         }
     }
 
@@ -129,10 +154,9 @@ struct LoanedRequest: ~Copyable {
         aiges_py_set_slot(node, offset, value.pointer)
     }
 
-    /// Ends the loan before the C call returns (GIL held): nodes Python kept get their own bytes,
-    /// views Python kept are released. A buffer still exported from a view — say
-    /// `np.frombuffer(node.view)` stored on `self` — would point at freed loader memory: the call
-    /// fails with `viewEscaped` so the author finds out at once (copy it instead).
+    /// Ends the loans before the C call returns (GIL held). In lend mode, a buffer still exported
+    /// from a view — say `np.frombuffer(node.view)` stored on `self` — would point at freed loader
+    /// memory: the call fails with `viewEscaped` so the author finds out at once.
     mutating func finish() throws(PluginError) {
         finished = true
         let escaped = Self.endLoans(items: items, list: list, lent: lent)
@@ -141,32 +165,37 @@ struct LoanedRequest: ~Copyable {
                 .viewEscaped,
                 """
                 wrapper.py kept \(escaped) buffer(s) made from request views past the call (e.g. \
-                np.frombuffer(node.view) or a slice of node.view stored on self); they would point at freed \
-                loader memory: \
-                keep node.data, bytes(node.view) or a copy instead
+                np.frombuffer(node.view) or a slice of node.view stored on self) while data.lend is on; they \
+                would point at freed loader memory: keep node.data, bytes(node.view) or a copy instead
                 """)
         }
     }
 
-    /// Drops our hold on the request, detaches kept nodes and revokes kept views (once per request).
-    /// - Returns: how many views could not be revoked.
+    /// Drops our hold on the request, gives kept nodes their own bytes and revokes every loan
+    /// (once per request). - Returns: how many lent views could not be revoked.
     private static func endLoans(items: PyPointer, list: PyPointer, lent: [Loan]) -> Int {
         Py_DecRef(items)
         Py_DecRef(list)  // if Python kept nothing, the nodes are ours alone now
         guard let objects = Bootstrap.objects else { return 0 }
         var escaped = 0
+        let lending = DataPath.lends
         for loan in lent {
             if aiges_py_refcnt(loan.node) > 1 {
                 // Python kept this node: give it its own bytes before the loader frees them.
-                if let result = PyObject_CallMethodNoArgs(loan.node, objects.names.detach) {
+                let method = lending ? objects.names.detach : objects.names.own
+                if let result = PyObject_CallMethodNoArgs(loan.node, method) {
                     Py_DecRef(result)
                 } else {
-                    _ = PluginError.fromPython(.internalError, "detaching a request node")
+                    _ = PluginError.fromPython(.internalError, "giving a kept request node its own bytes")
                 }
             }
             Py_DecRef(loan.node)
-            if !Self.revokeIfKept(loan.view, loan.bytes, objects) { escaped += 1 }
-            Py_DecRef(loan.view)
+            if lending {
+                if !Self.revokeIfKept(loan.handle, loan.bytes, objects) { escaped += 1 }
+            } else {
+                aiges_py_loan_revoke(loan.handle)
+            }
+            Py_DecRef(loan.handle)
         }
         return escaped
     }

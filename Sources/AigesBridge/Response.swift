@@ -12,9 +12,11 @@ enum OutputKind {
 
 /// A C output list made from a Python `Response`, and what keeps its memory alive.
 ///
-/// Payloads are lent, not copied: each node's `data` points into the Python object's buffer,
-/// which stays exported (and the object alive) until this batch is dropped — by
-/// `wrapperExecFree`, the next `wrapperRead`, `wrapperDestroy`, or the callback's return.
+/// Read-only payloads (bytes, str, read-only buffers) are lent, not copied: each node's `data`
+/// points into the Python object's buffer, which stays exported (and the object alive) until this
+/// batch is dropped — by `wrapperExecFree`, the next `wrapperRead`, `wrapperDestroy`, or the
+/// callback's return. Writable buffers (bytearray, numpy arrays) are copied once, since wrapper
+/// threads may still change them while the loader copies (config `data.lend` lends them too).
 final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped by one owner
     /// The first node, or nil for an empty list.
     private(set) var head: UnsafeMutablePointer<DataList>?
@@ -29,8 +31,16 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     /// Payload bytes over all nodes.
     var byteCount: Int { nodes.reduce(0) { $0 + Int($1.len) } }
     private var memory = CAllocations()
-    private var buffers: UnsafeMutablePointer<Py_buffer>?
+    private var buffers: UnsafeMutablePointer<Py_buffer>?  // malloc'd; owned until deinit hands it on
     private var heldBuffers = 0
+
+    /// Node `index`'s key (valid while the batch lives).
+    func key(at index: Int) -> UnsafePointer<CChar> { UnsafePointer(nodes[index].key) ?? emptyCString }
+
+    /// Node `index` (valid while the batch lives); its `next` may be relinked by the batch's user.
+    func node(at index: Int) -> UnsafeMutablePointer<DataList> {
+        UnsafeMutablePointer(mutating: nodes.baseAddress! + index)  // index < count: nodes is non-empty
+    }
 
     /// Converts `response` (GIL required). `loans` are the request's loader buffers: an output that
     /// points into one of them is copied, since the loader frees its input when the call returns.
@@ -44,21 +54,29 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         guard let items = try optionalAttribute(response, names.list) else {
             throw PluginError(.badReturnType, "expected a Response, got \(PythonException.typeName(of: response))")
         }
-        if let code = try optionalAttribute(response, names.errorCode), aiges_py_is_long(code.pointer) != 0 {
-            guard let value = int32(code.pointer) else { throw PluginError(.badReturnType, "error_code out of range") }
+        if let code = try optionalAttribute(response, names.errorCode), code.pointer != aiges_py_none() {
+            guard let value = int32(code.pointer) else {
+                throw PluginError(
+                    .badReturnType,
+                    "Response.error_code must be an int that fits in 32 bits, got \(describe(code.pointer))")
+            }
             if value != 0 { throw PluginError(wrapperCode: value) }
         }
-        let sequence = try PyRef(steal: PySequence_Fast(items.pointer, "Response.list must be a list"), "Response.list")
+        guard aiges_py_is_list(items.pointer) != 0 || aiges_py_is_tuple(items.pointer) != 0 else {
+            throw PluginError(
+                .badReturnType, "Response.list must be a list of ResponseData, got \(describe(items.pointer))")
+        }
+        let sequence = try PyRef(steal: PySequence_Fast(items.pointer, "Response.list"), "Response.list")
         let total = aiges_py_fast_size(sequence.pointer)
         if total == 0, kind == .once {
             throw PluginError(.emptyResponse, "wrapperOnceExec returned a Response whose list is empty")
         }
         guard total > 0 else { return }
-        // One block: the nodes, then a buffer slot per node.
-        let nodeBytes = total * MemoryLayout<DataList>.stride
-        let block = try memory.allocateBytes(nodeBytes + total * MemoryLayout<Py_buffer>.stride)
-        let nodes = block.bindMemory(to: DataList.self, capacity: total)
-        buffers = (block + nodeBytes).bindMemory(to: Py_buffer.self, capacity: total)
+        let nodes = try memory.allocate(DataList.self, count: total)
+        guard let slots = calloc(total, MemoryLayout<Py_buffer>.stride) else {  // freed with the exports
+            throw PluginError(.internalError, "out of memory for \(total) output buffers")
+        }
+        buffers = slots.bindMemory(to: Py_buffer.self, capacity: total)
         for index in 0..<total {
             guard let item = aiges_py_fast_item(sequence.pointer, index) else { continue }  // borrowed
             try fill(nodes + index, from: item, kind: kind, loans: loans, names: names)
@@ -74,23 +92,22 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         loans: [UnsafeRawBufferPointer], names: Bootstrap.Names
     ) throws(PluginError) {
         let keyObject = try attribute(item, names.key)
-        var keyLength: Py_ssize_t = 0
-        guard aiges_py_is_unicode(keyObject.pointer) != 0,
-            let keyBytes = PyUnicode_AsUTF8AndSize(keyObject.pointer, &keyLength)
-        else {
-            PyErr_Clear()
-            throw PluginError(
-                .invalidOutput, "ResponseData.key must be a str, got \(PythonException.typeName(of: keyObject.pointer))"
-            )
+        guard aiges_py_is_unicode(keyObject.pointer) != 0 else {
+            throw PluginError(.invalidOutput, "ResponseData.key must be a str, got \(describe(keyObject.pointer))")
         }
-        let keyCopy = try memory.copy(UnsafeRawBufferPointer(start: keyBytes, count: keyLength), terminated: true)
+        let encoded = try encodeUTF8(keyObject.pointer)
+        let keyBytes = UnsafeRawBufferPointer(start: PyBytes_AsString(encoded.pointer), count: PyBytes_Size(encoded.pointer))
+        guard !keyBytes.contains(0) else {
+            throw PluginError(.invalidOutput, "ResponseData.key \(describe(keyObject.pointer)) contains a NUL character")
+        }
+        let keyCopy = try memory.copy(keyBytes, terminated: true)
         node.pointee.key = keyCopy.assumingMemoryBound(to: CChar.self)
         let key = KeyName(node.pointee.key)
         node.pointee.type = DataType(rawValue: try field(item, names.type, "type", key, default: 0))
         let status = try field(item, names.status, "status", key, default: UInt32(DataContinue.rawValue))
         node.pointee.status = kind == .once ? DataOnce : DataStatus(rawValue: status)
         let declared = try field(item, names.len, "len", key, default: 0)
-        let bytes = try lend(try attribute(item, names.data), key: key)
+        let (bytes, writable) = try lend(try attribute(item, names.data), key: key)
         // len 0 (or unset) means "the whole buffer"; a larger len than the buffer is never read.
         guard Int(declared) <= bytes.count else {
             throw PluginError(
@@ -100,7 +117,9 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
             throw PluginError(.invalidOutput, "\"\(key)\": \(bytes.count) bytes is over the 4 GiB limit of len")
         }
         var data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
-        if let start = bytes.baseAddress, DataPath.copies || loans.contains(where: { $0.overlaps(start) }) {
+        if let start = bytes.baseAddress,
+            DataPath.copies || (writable && !DataPath.lends) || loans.contains(where: { $0.overlaps(start) })
+        {
             data = try memory.copy(UnsafeRawBufferPointer(start: start, count: Int(length)))
             releaseExport(of: start)  // the request's view must be revocable when the call returns
         }
@@ -119,17 +138,17 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
 
     /// Lends `data`'s bytes: keeps a buffer export of it until the batch is dropped.
     /// None is empty; str is encoded as UTF-8; non-contiguous buffers are copied once.
-    private func lend(_ data: borrowing PyRef, key: KeyName) throws(PluginError) -> UnsafeRawBufferPointer {
-        if data.pointer == aiges_py_none() { return UnsafeRawBufferPointer(start: nil, count: 0) }
+    /// - Returns: the bytes, and whether the exporter lets them be changed (bytearray, numpy).
+    private func lend(_ data: borrowing PyRef, key: KeyName) throws(PluginError) -> (UnsafeRawBufferPointer, Bool) {
+        if data.pointer == aiges_py_none() { return (UnsafeRawBufferPointer(start: nil, count: 0), false) }
         if aiges_py_is_unicode(data.pointer) != 0 {
-            let encoded = try PyRef(steal: PyUnicode_AsUTF8String(data.pointer), "encoding \"\(key)\"")
-            return try lend(encoded, key: key)
+            return try lend(try encodeUTF8(data.pointer), key: key)
         }
         guard let buffers else { throw PluginError(.internalError, "no buffer slots") }
         let slot = buffers + heldBuffers
         if PyObject_GetBuffer(data.pointer, slot, PyBUF_SIMPLE) == 0 {
             heldBuffers += 1
-            return UnsafeRawBufferPointer(start: slot.pointee.buf, count: slot.pointee.len)
+            return (UnsafeRawBufferPointer(start: slot.pointee.buf, count: slot.pointee.len), aiges_py_buffer_writable(slot) != 0)
         }
         PyErr_Clear()
         guard PyObject_GetBuffer(data.pointer, slot, PyBUF_FULL_RO) == 0 else {
@@ -142,7 +161,7 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         guard PyBuffer_ToContiguous(copy, slot, slot.pointee.len, CChar(UInt8(ascii: "C"))) == 0 else {
             throw PluginError.fromPython(.invalidOutput, "\"\(key)\": making data contiguous")
         }
-        return UnsafeRawBufferPointer(start: copy, count: slot.pointee.len)
+        return (UnsafeRawBufferPointer(start: copy, count: slot.pointee.len), false)
     }
 
     /// Releases the most recent buffer export if it is the one over `start`.
@@ -167,27 +186,29 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         var value: PyPointer?
         while PyDict_Next(desc.pointer, &position, &name, &value) != 0 {
             guard let name, let value else { continue }
-            entries.append((str(name) ?? "", str(value) ?? ""))
+            entries.append((str(name) ?? "", str(value) ?? ""))  // str() of each: numbers become text
         }
         return try memory.paramList(entries)
     }
 
-    /// An unsigned int attribute (None or missing → `default`).
+    /// An unsigned 32-bit int attribute (None or missing → `default`).
     private func field(_ item: PyPointer, _ name: PyPointer, _ label: String, _ key: KeyName, default: UInt32)
         throws(PluginError) -> UInt32
     {
         guard let value = try optionalAttribute(item, name), value.pointer != aiges_py_none() else { return `default` }
-        guard let number = int32(value.pointer), number >= 0 else {
-            throw PluginError(.invalidOutput, "\"\(key)\": \(label) must be a non-negative int")
+        guard let number = uint32(value.pointer) else {
+            throw PluginError(
+                .invalidOutput,
+                "\"\(key)\": \(label) must be an int from 0 to 4294967295, got \(describe(value.pointer))")
         }
-        return UInt32(number)
+        return number
     }
 
+    /// Releases the buffer exports: at once if this thread holds the GIL, else at the next entry
+    /// into Python (`DeferredReleases`); dropping a batch never waits for the GIL.
     deinit {
-        guard heldBuffers > 0, let buffers else { return }
-        withGIL {
-            for index in 0..<heldBuffers { PyBuffer_Release(buffers + index) }
-        }
+        guard let buffers else { return }
+        DeferredReleases.release(.buffers(buffers, count: heldBuffers, block: UnsafeMutableRawPointer(buffers)))
     }
 }
 

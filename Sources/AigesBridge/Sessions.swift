@@ -5,19 +5,22 @@ import Synchronization
 
 /// One open session: its Python handle, the loader's callback (push mode), the output the loader
 /// is reading (pull mode) and counters for `wrapperDebugInfo`.
-final class Session: @unchecked Sendable {  // Python objects used under the GIL; mutable state behind `state`
-    /// The handle the loader holds (an address in `SessionHandles`' reserved range).
+final class Session: @unchecked Sendable {  // immutable but for `state`
+    /// The handle the loader holds (an address in `SessionHandles`' reserved ranges).
     let handle: UnsafeRawPointer
     let sid: String
     /// wrapper.py's handle string (from its SessionCreateResponse).
     let pythonHandle: String
     /// Where results delivered with `aiges_embed.callback` go (the loader's callback, or a read queue).
     let target: CallbackTarget
-    /// wrapper.py's handle and the sid as Python strs (owned).
-    let handleObject: PyPointer
-    let sidObject: PyPointer
-    private let created = Session.now()
+    /// wrapper.py's handle and the sid as Python strs.
+    let handleObject: PythonObject
+    let sidObject: PythonObject
+    private let created = monotonicNow()
     private let state = Mutex(State())
+
+    /// How many debug texts stay valid per session (`wrapperDebugInfo` is asked once before destroy).
+    static let keptDebugTexts = 4
 
     private struct State {
         var writes = 0
@@ -25,12 +28,12 @@ final class Session: @unchecked Sendable {  // Python objects used under the GIL
         var bytesIn = 0
         var bytesOut = 0
         var lastRead: [OutputBatch] = []
-        var debugTexts: [UnsafeMutablePointer<CChar>] = []  // malloc'd, freed in deinit
+        var debugTexts: [UnsafeMutablePointer<CChar>] = []  // malloc'd, the newest `keptDebugTexts`
     }
 
     init(
-        handle: UnsafeRawPointer, sid: String, pythonHandle: String, target: CallbackTarget, handleObject: PyPointer,
-        sidObject: PyPointer
+        handle: UnsafeRawPointer, sid: String, pythonHandle: String, target: CallbackTarget,
+        handleObject: PythonObject, sidObject: PythonObject
     ) {
         self.handle = handle
         self.sid = sid
@@ -40,8 +43,8 @@ final class Session: @unchecked Sendable {  // Python objects used under the GIL
         self.sidObject = sidObject
     }
 
-    /// The session's handle and sid as wrapper.py methods get them.
-    var arguments: CallArguments { CallArguments(sid: sidObject, handle: handleObject) }
+    /// The session's handle and sid as wrapper.py methods get them (borrowed from this session).
+    var arguments: CallArguments { CallArguments(sid: sidObject.pointer, handle: handleObject.pointer) }
 
     /// Counts a write of `bytes` input bytes.
     func noteWrite(bytes: Int) {
@@ -53,13 +56,13 @@ final class Session: @unchecked Sendable {  // Python objects used under the GIL
 
     /// Replaces the output the loader reads; the previous one (the loader has copied it) is returned
     /// so the caller drops it outside the lock.
-    func replaceLastRead(_ batches: [OutputBatch], counted: Bool) -> [OutputBatch] {
+    func replaceLastRead(_ batches: [OutputBatch], bytes: Int, counted: Bool) -> [OutputBatch] {
         state.withLock { state in
             let previous = state.lastRead
             state.lastRead = batches
             if counted {
                 state.reads += 1
-                state.bytesOut += batches.reduce(0) { $0 + $1.byteCount }
+                state.bytesOut += bytes
             }
             return previous
         }
@@ -67,46 +70,36 @@ final class Session: @unchecked Sendable {  // Python objects used under the GIL
 
     /// The plugin's own debug summary.
     var summary: String {
-        let age = Double(Session.now() - created) / 1e9
+        let age = Double(monotonicNow() - created) / 1e9
+        let callbacks = target.delivered
         return state.withLock { state in
             """
             sid=\(sid) handle=\(pythonHandle) mode=\(target.pushes ? "push" : "pull") writes=\(state.writes) \
             reads=\(state.reads) bytes_in=\(state.bytesIn) bytes_out=\(state.bytesOut) \
-            callbacks=\(target.delivered) age=\(format3(age))s
+            callbacks=\(callbacks) age=\(format3(age))s
             """
         }
     }
 
-    /// A C copy of `text` that stays valid until the session is destroyed.
+    /// A C copy of `text` that stays valid until the session is destroyed or `keptDebugTexts`
+    /// newer texts were asked for.
     func keep(_ text: String) -> UnsafePointer<CChar> {
-        let kept = state.withLock { state -> UnsafePointer<CChar>? in
-            guard let copy = strdup(text) else { return nil }  // owned by the session until deinit
+        let (kept, evicted) = state.withLock { state -> (UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?) in
+            guard let copy = strdup(text) else { return (nil, nil) }  // owned by the session (see State)
             state.debugTexts.append(copy)
-            return UnsafePointer(copy)
+            let evicted = state.debugTexts.count > Self.keptDebugTexts ? state.debugTexts.removeFirst() : nil
+            return (UnsafePointer(copy), evicted)
         }
+        free(evicted)
         return kept ?? ErrorTexts.stable("out of memory")
     }
 
-    private static func now() -> Int {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return time.tv_sec * 1_000_000_000 + time.tv_nsec
-    }
-
     deinit {
-        let (texts, batch) = state.withLock { state in
-            defer {
-                state.debugTexts = []
-                state.lastRead = []
-            }
-            return (state.debugTexts, state.lastRead)
+        let texts = state.withLock { state in
+            defer { state.debugTexts = [] }
+            return state.debugTexts
         }
         texts.forEach { free($0) }
-        _ = batch  // released here (each takes the GIL itself)
-        withGIL {
-            Py_DecRef(handleObject)
-            Py_DecRef(sidObject)
-        }
     }
 }
 
@@ -119,35 +112,53 @@ private func format3(_ value: Double) -> String {
 
 /// The open sessions, by the opaque handle the loader holds.
 ///
-/// Handles are addresses in a reserved, inaccessible (`PROT_NONE`) range, one byte per session,
-/// never reused: they are never dereferenced (an unknown or stale handle is just a missing key),
-/// they are valid-looking non-Go pointers above 4096, and a handle destroyed once stays unknown.
+/// Handles are addresses in reserved, inaccessible (`PROT_NONE`) ranges of 16 MiB, one byte per
+/// session, never reused: they are never dereferenced (an unknown or stale handle is just a missing
+/// key), they are valid-looking non-Go pointers above 4096, and a handle destroyed once stays
+/// unknown. A new range is reserved when one is used up, so address space grows with sessions
+/// opened (16 MiB per 16 M sessions), not up front.
 enum SessionHandles {
-    private struct Space: @unchecked Sendable {  // the base of the reserved range
-        let base: UnsafeMutableRawPointer
-        let size: Int
+    private struct Ranges {
+        var base: UnsafeMutableRawPointer?
+        var used = rangeSize
     }
 
-    private static let space: Space? = {
-        let size = 1 << 36  // address space only: nothing is ever mapped in
-        let base = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        guard let base, base != MAP_FAILED else { return nil }
-        return Space(base: base, size: size)
-    }()
-
-    private static let next = Atomic<Int>(0)
+    private static let rangeSize = 1 << 24
+    private static let ranges = Mutex(Ranges())
     private static let live = Mutex<[UInt: Session]>([:])
 
     /// A new, never-used handle.
     static func allocate() throws(PluginError) -> UnsafeRawPointer {
-        guard let space else { throw PluginError(.internalError, "cannot reserve address space for session handles") }
-        let offset = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        guard offset < space.size else { throw PluginError(.internalError, "session handles exhausted") }
-        return UnsafeRawPointer(space.base + offset)
+        try ranges.withLock { ranges throws(PluginError) -> UnsafeRawPointer in
+            if ranges.used == rangeSize {
+                // Address space only: nothing is ever mapped in (kept for the process's life).
+                let base = mmap(nil, rangeSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                guard let base, base != MAP_FAILED else {
+                    throw PluginError(
+                        .internalError,
+                        "cannot reserve 16 MiB of address space for session handles: \(String(cString: strerror(errno)))")
+                }
+                ranges.base = base
+                ranges.used = 0
+            }
+            defer { ranges.used += 1 }
+            return UnsafeRawPointer(ranges.base.unsafelyUnwrapped + ranges.used)
+        }
     }
 
     static func add(_ session: Session) {
         live.withLock { $0[UInt(bitPattern: session.handle)] = session }
+    }
+
+    /// How many sessions are open.
+    static var count: Int { live.withLock { $0.count } }
+
+    /// Removes and returns every open session (for `wrapperFini`).
+    static func removeAll() -> [Session] {
+        live.withLock { live in
+            defer { live = [:] }
+            return Array(live.values)
+        }
     }
 
     /// The session for `handle`; NULL, unknown and destroyed handles are `unknownHandle`.

@@ -98,12 +98,12 @@ enum WrapperMethod: Int, CaseIterable {
 final class UserWrapper: @unchecked Sendable {  // immutable after init; Python objects used under the GIL
     /// The wrapper.py file it came from.
     let path: String
-    private let instance: PyPointer  // owned
+    private let instance: PythonObject
     private let methods: [Method?]  // by WrapperMethod.rawValue
 
     /// A method wrapper.py defines: the bound method (owned) and what to pass for each parameter.
     private struct Method {
-        let callable: PyPointer
+        let callable: PythonObject
         let plan: [CallArguments.Kind]
     }
 
@@ -114,19 +114,17 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
         let pathObject = try makeUnicode(path)
         let classObject = try makeUnicode(className)
         var arguments: [PyPointer?] = [pathObject.pointer, classObject.pointer]
-        guard let instance = aiges_py_vectorcall(objects.loadWrapper, &arguments, 2) else {
+        guard let loaded = aiges_py_vectorcall(objects.loadWrapper, &arguments, 2) else {
             throw PluginError.fromPython(.initFailed, "cannot load \(path)")
         }
+        let instance = PythonObject(try PyRef(steal: loaded, ""))
         self.instance = instance
         var methods: [Method?] = []
         for method in WrapperMethod.allCases {
             let name = try makeUnicode(method.name)
-            var arguments: [PyPointer?] = [instance, name.pointer]
+            var arguments: [PyPointer?] = [instance.pointer, name.pointer]
             guard let found = aiges_py_vectorcall(objects.method, &arguments, 2) else {
-                let error = PluginError.fromPython(.initFailed, "inspecting \(className).\(method.name) in \(path)")
-                methods.forEach { Py_DecRef($0?.callable) }
-                Py_DecRef(instance)
-                throw error
+                throw PluginError.fromPython(.initFailed, "inspecting \(className).\(method.name) in \(path)")
             }
             methods.append(Self.plan(method, found))
         }
@@ -140,7 +138,7 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
         guard aiges_py_is_tuple(found) != 0, let callable = PyTuple_GetItem(found, 0),
             let parameters = PyTuple_GetItem(found, 1), let varArgs = PyTuple_GetItem(found, 2)
         else { return nil }
-        let owned = PyRef(retain: callable).take()
+        let owned = PythonObject(PyRef(retain: callable))
         if PyObject_IsTrue(varArgs) == 1 { return Method(callable: owned, plan: method.newestForm) }
         let available = method.newestForm + method.alsoAvailable
         var plan: [CallArguments.Kind] = []
@@ -175,7 +173,7 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
         let result = RequestContext.with(sid: arguments.sid) {
             withUnsafeTemporaryAllocation(of: PyPointer?.self, capacity: max(found.plan.count, 1)) { buffer in
                 for (index, kind) in found.plan.enumerated() { buffer[index] = arguments[kind] ?? none }
-                return aiges_py_vectorcall(found.callable, buffer.baseAddress, found.plan.count)
+                return aiges_py_vectorcall(found.callable.pointer, buffer.baseAddress, found.plan.count)
             }
         }
         guard let result else {
@@ -197,12 +195,6 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
         return code
     }
 
-    deinit {
-        withGIL {
-            for method in methods { Py_DecRef(method?.callable) }
-            Py_DecRef(instance)
-        }
-    }
 }
 
 extension String {

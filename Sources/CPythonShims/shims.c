@@ -13,6 +13,7 @@ int aiges_py_is_long(PyObject *o) { return PyLong_Check(o); }
 int aiges_py_is_unicode(PyObject *o) { return PyUnicode_Check(o); }
 int aiges_py_is_tuple(PyObject *o) { return PyTuple_Check(o); }
 int aiges_py_is_dict(PyObject *o) { return PyDict_Check(o); }
+int aiges_py_is_list(PyObject *o) { return PyList_Check(o); }
 
 Py_ssize_t aiges_py_fast_size(PyObject *fast) { return PySequence_Fast_GET_SIZE(fast); }
 PyObject *aiges_py_fast_item(PyObject *fast, Py_ssize_t index) { return PySequence_Fast_GET_ITEM(fast, index); }
@@ -59,3 +60,31 @@ const char *aiges_shared_object_path(const void *address) {
     Dl_info info;
     return dladdr(address, &info) != 0 ? info.dli_fname : NULL;
 }
+
+/* A loan is a capsule whose pointer is the loader's bytes and whose context is their length.
+   Revoking points it at `revoked`, a marker no loan can have. */
+static const char loan_name[] = "aiges.loan";
+static char revoked;
+
+PyObject *aiges_py_loan_new(const void *data, Py_ssize_t len) {
+    PyObject *loan = PyCapsule_New(data != NULL ? (void *)data : &revoked + 1, loan_name, NULL);
+    if (loan != NULL && PyCapsule_SetContext(loan, (void *)(size_t)len) != 0) Py_CLEAR(loan);
+    return loan;
+}
+
+PyObject *aiges_py_loan_copy(PyObject *loan) {
+    void *data = PyCapsule_GetPointer(loan, loan_name);
+    if (data == NULL) return NULL;
+    if (data == &revoked) {
+        PyErr_SetString(PyExc_ValueError, "the loader's request memory was released when its call returned");
+        return NULL;
+    }
+    Py_ssize_t len = (Py_ssize_t)(size_t)PyCapsule_GetContext(loan);
+    return PyBytes_FromStringAndSize(len > 0 ? (const char *)data : NULL, len);
+}
+
+void aiges_py_loan_revoke(PyObject *loan) {
+    if (PyCapsule_IsValid(loan, loan_name)) PyCapsule_SetPointer(loan, &revoked);
+}
+
+int aiges_py_buffer_writable(const Py_buffer *view) { return view->readonly == 0; }

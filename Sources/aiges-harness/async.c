@@ -103,6 +103,7 @@ int run_async(const Options *options, Plugin *plugin) {
     }
     if (callbacks_unknown() > 0) printf("%d callbacks with an unknown usrTag\n", callbacks_unknown()), failures++;
     callbacks_clear();
+    if (!options->noInit) printf("state: %s\n", plugin->debugInfo(NULL)); /* the plugin's own summary */
     failures += unload_resources(options, plugin);
     if (!options->noInit && plugin->fini() != 0) failures++;
     printf("async: %d requests, %d unfinished, %d failed\n", total, open, failures);

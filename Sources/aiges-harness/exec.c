@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "options.h"
 
@@ -37,6 +38,7 @@ static int one_request(Caller *caller, int call) {
     data_free(request);
 
     int failed = code != 0;
+    if (options->readDelayMs > 0) usleep((useconds_t)options->readDelayMs * 1000);
     pthread_mutex_lock(&printLock);
     if (code != 0) {
         printf("request %d.%d: wrapperExec returned %d: %s\n", caller->thread, call, code, caller->plugin->error(code));
@@ -77,6 +79,7 @@ static void *caller_main(void *argument) {
 int run_exec(const Options *options, Plugin *plugin) {
     if (!options->noInit && harness_init(options, plugin) != 0) return 1;
     if (load_resources(options, plugin) != 0) return 1;
+    long rssBefore = rss_kib();
     Caller callers[256];
     pthread_t threads[256];
     int failures = 0;
@@ -107,6 +110,6 @@ int run_exec(const Options *options, Plugin *plugin) {
             failures++;
         }
     }
-    printf("exec: %d requests, %d failed\n", total, failures);
+    printf("exec: %d requests, %d failed (rss %+ld KiB)\n", total, failures, rss_kib() - rssBefore);
     return failures == 0 ? 0 : 1;
 }

@@ -42,6 +42,7 @@ static void usage(FILE *out) {
             "      --no-init         skip wrapperInit (shows how calls before init fail)\n"
             "      --hooks           install meter and trace hooks (wrapperSetCtrl) that print each call\n"
             "      --churn           exec: run every request on a new thread that exits right after it\n"
+            "      --read-delay-ms MS  exec: wait MS after wrapperExec returns before reading its output\n"
             "  -r, --res ID:PATCH=VALUE  wrapperLoadRes a DataPer node (desc patch_id=PATCH) before, unload after\n"
             "      --pers ID         pass ID in psrIds (repeatable)\n"
             "session and async:\n"
@@ -207,7 +208,7 @@ void options_parse(Options *options, int argc, char **argv) {
         {"linger-ms", required_argument, 0, 4},   {"expect-ret", required_argument, 0, 5},
         {"nested-exec", no_argument, 0, 6},       {"hooks", no_argument, 0, 7},
         {"res", required_argument, 0, 'r'},       {"pers", required_argument, 0, 8},
-        {"churn", no_argument, 0, 9},
+        {"churn", no_argument, 0, 9},             {"read-delay-ms", required_argument, 0, 10},
         {0, 0, 0, 0},
     };
     int option;
@@ -258,6 +259,9 @@ void options_parse(Options *options, int argc, char **argv) {
                 bad_usage("res", optarg);
             break;
         case 9: options->churn = 1; break;
+        case 10:
+            if ((options->readDelayMs = atoi(optarg)) < 0) bad_usage("read-delay-ms", optarg);
+            break;
         case 8:
             if (options->persCount == 16) bad_usage("pers", optarg);
             options->persIds[options->persCount++] = (unsigned int)strtoul(optarg, NULL, 10);

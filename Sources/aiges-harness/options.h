@@ -35,6 +35,7 @@ typedef struct {
     int nestedExec; /* callbacks block until a wrapperExec on another thread has finished */
     int hooks;     /* install meter and trace hooks with wrapperSetCtrl before init */
     int churn;     /* exec mode: every request on a new thread that exits after it */
+    int readDelayMs; /* exec mode: wait this long after wrapperExec before reading the output */
     Pair resources[16]; /* -r ID:PATCH=VALUE, loaded before requests */
     int resourceCount;
     unsigned int persIds[16]; /* --pers ID, passed as psrIds */

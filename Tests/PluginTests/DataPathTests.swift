@@ -3,13 +3,23 @@ import Testing
 
 /// Zero-copy in both directions, what may and may not outlive a call, copy mode, per-thread states.
 @Suite struct DataPathTests {
-    @Test("loader memory kept past the call fails the call", arguments: ["keep", "slice"])
-    func keptLoaderMemoryFailsTheCall(mode: String) throws {
-        // np.frombuffer(node.view) or a slice stored on self would read freed (here: poisoned) memory.
-        let (run, _) = try Harness.exec(Harness.fixture("escape"), ["-p", "mode=\(mode)", "-i", "samples=abcdef"])
+    @Test("with data.lend, loader memory kept past the call fails the call", arguments: ["keep", "slice"])
+    func keptLoaderMemoryFailsTheCallWhenLent(mode: String) throws {
+        // With data.lend, views are the loader's own memory: np.frombuffer(node.view) or a slice stored
+        // on self would read freed (here: poisoned) memory, so the call fails instead.
+        let (run, _) = try Harness.exec(
+            Harness.fixture("escape"), ["-p", "mode=\(mode)", "-i", "samples=abcdef"], config: ["data.lend=true"])
         #expect(run.status == 1, "\(run)")
         #expect(run.output.contains("wrapperExec returned 22016"), "\(run)")
         #expect(run.output.contains("keep node.data, bytes(node.view) or a copy instead"), "\(run)")
+    }
+
+    @Test("by default, buffers made from views may be kept", arguments: ["keep", "slice"])
+    func buffersMadeFromViewsMayBeKept(mode: String) throws {
+        let (run, outputs) = try Harness.exec(
+            Harness.fixture("escape"), ["-p", "mode=\(mode)", "-i", "samples=abcdef", "-n", "3"])
+        #expect(run.status == 0, "\(run)")
+        #expect(outputs["sum"] == Data(String(Array("abcdef".utf8).reduce(0) { $0 + Int($1) }).utf8))
     }
 
     @Test("views used only inside the call, or copied, are fine", arguments: ["copy", "local"])
@@ -70,7 +80,8 @@ import Testing
         for row in [
             "| tiny echo (1 KiB in/out, node.data) |", "| 16 MiB in, view only, 8 B out |",
             "| 1 KiB in, prepared 16 MiB out |", "| 16 MiB echo through node.data |", "| 1 KiB in, empty out |",
-            "| tiny echo ≤ 2.5 µs |", "| 4 |",
+            "| 16 MiB in, not read, 8 B out |", "| tiny echo ≤ 2.5 µs (default) |",
+            "| 16 MiB input nobody reads ≤ 2 × tiny echo (default) |", "| 4 |",
         ] {
             #expect(run.output.contains(row), "\(row): \(run)")
         }

@@ -134,6 +134,35 @@ enum SDKVenv {
         #expect(outputs["result"] == Data("[4, 9, 16] 42 /usr/bin/python3.11".utf8), "\(run)")
     }
 
+    @Test("aiges_embed is never published in a folder another user can write", arguments: ["open", "foreign", "own"])
+    func embedModuleFolderIsPrivate(kind: String) throws {
+        // $TMPDIR/aiges-embed-<uid> made first by someone else (or left writable by all) must not end up
+        // on sys.path: whoever can write it could plant modules there.
+        let temporary = try Harness.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let shared = temporary.appending(path: "aiges-embed-\(getuid())")
+        if kind != "own" {
+            try FileManager.default.createDirectory(at: shared, withIntermediateDirectories: false)
+            chmod(shared.path, kind == "open" ? 0o777 : 0o755)
+            if kind == "foreign" {
+                guard getuid() == 0, chown(shared.path, 65534, 65534) == 0 else { return }  // needs root
+            }
+        }
+        let (run, outputs) = try Harness.exec(
+            Harness.fixture("embed_paths"), ["-i", "a=x"], environment: ["TMPDIR": temporary.path])
+        #expect(run.status == 0, "\(run)")
+        let paths = String(decoding: outputs["paths"] ?? Data(), as: UTF8.self)
+        #expect(!paths.isEmpty, "aiges_embed is published somewhere: \(run)")
+        if kind == "own" {
+            #expect(paths.hasPrefix(shared.path + "/"), "\(paths)")
+            var info = stat()
+            #expect(stat(shared.path, &info) == 0 && info.st_mode & 0o077 == 0, "the folder is private")
+        } else {
+            #expect(!paths.contains(shared.path + "/"), "published under the untrusted \(shared.path): \(paths)")
+            #expect(run.errors.contains("is not a private folder of this user"), "\(run)")
+        }
+    }
+
     @Test func oldestSignatureFormsGetWhatTheyAskFor() throws {
         let wrapper = Harness.fixture("old_signatures")
         let once = try Harness.exec(wrapper, ["-i", "a=x", "-p", "sid=s-9"])

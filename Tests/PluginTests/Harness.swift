@@ -20,6 +20,12 @@ enum Harness {
         var description: String { "exit \(status)\n--- stdout\n\(output)\n--- stderr\n\(errors)" }
         /// Whether probe printed exactly "ok CHECK".
         func passed(_ check: String) -> Bool { output.split(separator: "\n").contains { $0 == "ok \(check)" } }
+        /// The RSS growth `exec` reports in its summary ("(rss +N KiB)"), in KiB.
+        var rssGrowthKiB: Int? {
+            guard let start = output.range(of: "(rss "), let end = output[start.upperBound...].range(of: " KiB)")
+            else { return nil }
+            return Int(output[start.upperBound..<end.lowerBound].replacingOccurrences(of: "+", with: ""))
+        }
         /// The output lines that start with `prefix`.
         func lines(_ prefix: String) -> [String] {
             output.split(separator: "\n").map(String.init).filter { $0.hasPrefix(prefix) }
@@ -68,15 +74,30 @@ enum Harness {
             errors: String(decoding: errorData, as: UTF8.self))
     }
 
+    /// dist/aiges-faults: the adversarial scenario driver (Tests/Faults).
+    static var faultsExecutable: URL { dist.appending(path: "aiges-faults") }
+
+    /// Runs one aiges-faults scenario against `wrapper` (with `--so dist/libwrapper.so`), killed after `timeout` s.
+    static func faults(
+        _ scenario: String, wrapper: String, config: [String] = [], environment: [String: String] = [:],
+        timeout: Double = 60
+    ) throws -> Run {
+        var arguments = [scenario, "-c", "wrapper.file=\(wrapper)"]
+        for entry in config { arguments += ["-c", entry] }
+        return try run(arguments, executable: faultsExecutable, environment: environment, timeout: timeout)
+    }
+
     /// Runs `exec` against a wrapper file and returns the run plus the output nodes written to a fresh directory.
-    static func exec(_ wrapper: String, _ arguments: [String] = [], config: [String] = []) throws -> (
+    static func exec(
+        _ wrapper: String, _ arguments: [String] = [], config: [String] = [], environment: [String: String] = [:]
+    ) throws -> (
         run: Run, outputs: [String: Data]
     ) {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         var all = ["exec", "-c", "wrapper.file=\(wrapper)", "-o", directory.path]
         for entry in config { all += ["-c", entry] }
-        let run = try run(all + arguments)
+        let run = try run(all + arguments, environment: environment)
         var outputs: [String: Data] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] {
             outputs[name] = try Data(contentsOf: directory.appending(path: name))

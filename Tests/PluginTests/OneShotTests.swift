@@ -92,12 +92,72 @@ import Testing
             ("bad_data", "22008", "data must be bytes-like or str, got int"),
             ("len_too_big", "22008", "len 10 is larger than its data (3 bytes)"),
             ("bad_key", "22008", "ResponseData.key must be a str"),
+            ("list_none", "22005", "Response.list must be a list of ResponseData, got NoneType"),
+            ("list_int", "22005", "Response.list must be a list of ResponseData, got int"),
+            ("code_str", "22005", "Response.error_code must be an int"),
+            ("nul_key", "22008", "contains a NUL character"),
         ])
     func badResultsAreErrors(mode: String, code: String, text: String) throws {
         let (run, _) = try Harness.exec(Harness.fixture("behaviours"), ["-p", "mode=\(mode)"])
         #expect(run.status == 1)
         #expect(run.output.contains("wrapperExec returned \(code)"), "\(run)")
         #expect(run.output.contains(text), "\(run)")
+    }
+
+    @Test func setDataNoneIsAnEmptyNode() throws {
+        let (run, outputs) = try Harness.exec(Harness.fixture("behaviours"), ["-p", "mode=set_none"])
+        #expect(run.status == 0, "\(run)")
+        #expect(outputs["none"] == Data())
+        #expect(outputs["after"] == Data("ok".utf8))
+    }
+
+    @Test func lenPast2GiBIsServed() throws {
+        // len is an unsigned 32-bit field: 2 GiB + 5 is a legal length (calloc'd zeros, never touched
+        // by the wrapper; the harness reads them).
+        let (run, _) = try Harness.exec(Harness.fixture("behaviours"), ["-p", "mode=len_2gib"])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.output.contains("len=2147483653"), "\(run)")
+    }
+
+    @Test func loneSurrogatesStayReadable() throws {
+        let key = try Harness.exec(Harness.fixture("behaviours"), ["-p", "mode=surrogate_key"])
+        #expect(key.run.status == 0, "\(key.run)")
+        #expect(key.run.output.contains("key=k\\udcff\\ud800 "), "\(key.run)")
+        let raised = try Harness.exec(Harness.fixture("behaviours"), ["-p", "mode=surrogate_raise"])
+        #expect(raised.run.output.contains("wrapperExec returned 22004"), "\(raised.run)")
+        #expect(raised.run.output.contains("ValueError: bad \\ud800 text"), "\(raised.run)")
+    }
+
+    @Test func errorTextsAreBounded() throws {
+        // 300 distinct 200 KB exception texts: each wrapperError text is cut to 4 KiB, and memory stays flat.
+        let run = try Harness.run(
+            ["exec", "-c", "wrapper.file=\(Harness.fixture("behaviours"))", "-p", "mode=huge_raise", "-n", "300", "-q"])
+        #expect(run.status == 1, "\(run)")
+        #expect(run.output.contains("exec: 300 requests, 300 failed"), "\(run)")
+        let growth = try #require(run.rssGrowthKiB, "\(run)")
+        #expect(growth < 30_000, "RSS grew \(growth) KiB over 300 texts of 200 KB (60 MB if kept whole)")
+        let longest = run.output.split(separator: "\n").map(\.utf8.count).max() ?? 0
+        #expect(longest < 4400, "longest line \(longest) bytes")
+        #expect(run.output.contains("… [cut]"), "\(run)")
+    }
+
+    @Test func sidPoppedFromParamsStaysTheRequestsSid() throws {
+        // wrapper.py removes sid from params and frees it; the plugin's log must still name the sid.
+        let (run, outputs) = try Harness.exec(
+            Harness.fixture("behaviours"), ["-p", "mode=pop_sid", "-p", "sid=sid-popped-7"])
+        #expect(run.status == 0, "\(run)")
+        #expect(outputs["sid"] == Data("sid-popped-7".utf8))
+        #expect(run.errors.contains("[sid sid-popped-7] [python] after pop, expected sid sid-popped-7"), "\(run)")
+    }
+
+    @Test func writableOutputsAreCopiedWhenReturned() throws {
+        // A wrapper thread changes its bytearray and numpy output 50 ms after returning them; the
+        // loader must see what was returned. The harness reads outputs after a delay (--read-delay-ms).
+        let (run, outputs) = try Harness.exec(
+            Harness.fixture("behaviours"), ["-p", "mode=mutate_later", "--read-delay-ms", "200"])
+        #expect(run.status == 0, "\(run)")
+        #expect(outputs["bytearray"] == Data(repeating: 65, count: 4096))
+        #expect(outputs["numpy"] == Data(repeating: 65, count: 4096))
     }
 
     @Test func lenSmallerThanDataTruncates() throws {
@@ -138,11 +198,14 @@ import Testing
         #expect(run.output.contains("desc.dtype=float32"), "\(run)")
     }
 
-    @Test func requestObjectsKeptPastTheCallOwnTheirBytes() throws {
+    @Test("request objects kept past the call own their bytes", arguments: [false, true])
+    func requestObjectsKeptPastTheCallOwnTheirBytes(lend: Bool) throws {
         // Call 1 keeps the node, the request, the node list and a view; the harness then poisons and
-        // frees its buffers. Call 2 must still read the original bytes, and the old view must raise.
+        // frees its buffers. Call 2 must still read the original bytes. The kept view reads them too,
+        // except with data.lend, where a view is the loader's memory and must raise instead.
         let (run, outputs) = try Harness.exec(
-            Harness.fixture("keeps"), ["-i", "first=first-payload", "-i", "second=second-payload", "-n", "2"])
+            Harness.fixture("keeps"), ["-i", "first=first-payload", "-i", "second=second-payload", "-n", "2"],
+            config: lend ? ["data.lend=true"] : [])
         #expect(run.status == 0, "\(run)")
         let report = try #require(
             outputs["report"].flatMap { try JSONSerialization.jsonObject(with: $0) as? [String: Any] }, "\(run)")
@@ -151,7 +214,11 @@ import Testing
         #expect(report["request"] as? String == "second-payload")
         #expect(report["items"] as? [String] == ["first-payload", "second-payload"])
         let stale = try #require(report["stale_view"] as? String)
-        #expect(stale.hasPrefix("ValueError"), "a view kept past its call must raise: \(stale)")
+        if lend {
+            #expect(stale.hasPrefix("ValueError"), "a lent view kept past its call must raise: \(stale)")
+        } else {
+            #expect(stale == "first-payload", "a view kept past its call reads what it saw: \(stale)")
+        }
     }
 
     @Test func fourThreadsGetTheirOwnResults() throws {

@@ -68,6 +68,35 @@ import Testing
         #expect(copying.output.contains("bytes_in=6"), "copy mode counts input bytes too: \(copying)")
     }
 
+    @Test func answeredRequestsLeaveNoTimerBehind() throws {
+        // 200 requests with a 100 s timeout, all answered at once: no request or timer is kept until
+        // its timeout would have fired.
+        let run = try Harness.run(
+            [
+                "async", "-c", "wrapper.file=\(Harness.example("async"))", "-t", "20", "-n", "10", "-u", "-e", "-q",
+                "--timeout-ms", "100000", "-i", "a:audio=gen:1K",
+            ])
+        #expect(run.status == 0, "\(run)")
+        let state = try #require(run.lines("state: ").first, "\(run)")
+        #expect(state.contains("\"async_pending\": 0"), "\(state)")
+        #expect(state.contains("\"timers\": 0"), "\(state)")
+    }
+
+    @Test func sessionsOpenUnderAnAddressSpaceLimit() throws {
+        // Session handles must not reserve large address space up front (ulimit -v, valgrind).
+        let harness = Harness.dist.appending(path: "aiges-harness").path
+        let run = try Harness.run(
+            [
+                "-c",
+                """
+                ulimit -v 8000000 && exec "\(harness)" session --so "\(Harness.library)" -s 20 \
+                -c wrapper.file="\(Harness.example("echo"))" -i a=one -i a=two
+                """,
+            ], library: nil, executable: URL(fileURLWithPath: "/bin/bash"))
+        #expect(run.status == 0, "\(run)")
+        #expect(run.output.contains("session: 20 sessions, 0 failed"), "\(run)")
+    }
+
     @Test func fiftyConcurrentAsyncRequestsEachGetTheirOwnCallback() throws {
         let run = try Harness.run(
             [

@@ -2,6 +2,7 @@
 
   echo      returns the input node's bytes (node.data)            tiny echo, 16 MiB echo
   view      reads only node.view (first and last byte), 8 B out  large input, small output
+  ignore    never reads the input node, 8 B out                  large input nobody reads
   prepared  returns a 16 MiB buffer made at init                 small input, large output
   empty     returns a node with no data                           empty output
 
@@ -40,6 +41,9 @@ class Wrapper:
     def view(self, reqData):
         view = reqData.list[0].view
         return self.reply("check", bytes((view[0], view[-1])) * 4 if len(view) else b"\0" * 8)
+
+    def ignore(self, reqData):
+        return self.reply("check", b"\0" * 8)
 
     def prepared(self, reqData):
         return self.reply("prepared", self.prepared)

@@ -18,6 +18,7 @@ int aiges_py_is_long(PyObject *o);
 int aiges_py_is_unicode(PyObject *o);
 int aiges_py_is_tuple(PyObject *o);
 int aiges_py_is_dict(PyObject *o);
+int aiges_py_is_list(PyObject *o);
 
 /** PySequence_Fast_GET_SIZE / PySequence_Fast_GET_ITEM (borrowed) on a PySequence_Fast result. */
 Py_ssize_t aiges_py_fast_size(PyObject *fast);
@@ -43,6 +44,31 @@ Py_ssize_t aiges_py_view_sharers(PyObject *view);
 /** Exception types Swift 6 cannot read as globals (they are mutable C variables). */
 PyObject *aiges_py_exc_type_error(void);
 PyObject *aiges_py_exc_attribute_error(void);
+
+/** A capsule lending `len` bytes at `data` (loader memory) to Python for one call. Python code
+    reads it only through aiges_py_loan_copy; aiges_py_loan_revoke ends it. NULL on failure. */
+PyObject *aiges_py_loan_new(const void *data, Py_ssize_t len);
+/** A new bytes object with the loaned bytes, or NULL with ValueError once the loan is revoked. */
+PyObject *aiges_py_loan_copy(PyObject *loan);
+/** Ends the loan: later copies raise ValueError. Does nothing for other objects. */
+void aiges_py_loan_revoke(PyObject *loan);
+
+/** Whether the object exporting `view` (a Py_buffer) lets it be written to. */
+int aiges_py_buffer_writable(const Py_buffer *view);
+
+/* ---- threads and clocks (not CPython; here because they need _GNU_SOURCE) ---- */
+
+/** CLOCK_MONOTONIC in nanoseconds. */
+long long aiges_monotonic_ns(void);
+/** The entry gate (see GIL.swift): a process-wide mutex taken at most `wait_ns` (monotonic clock).
+    Returns 1 if taken (the calling thread then holds it), 0 if not. */
+int aiges_gate_enter(long long wait_ns);
+/** Releases the gate if the calling thread holds it. */
+void aiges_gate_leave(void);
+/** Whether the calling thread holds the gate. */
+int aiges_gate_held(void);
+/** Starts a detached thread running body(context); returns 0 on success. */
+int aiges_thread_start(void (*body)(void *), void *context);
 
 /** The calling thread's kernel thread id (gettid). */
 long aiges_thread_id(void);

@@ -1,4 +1,9 @@
 """One wrapper, many behaviours, chosen by the request param "mode"."""
+import gc
+import logging
+import threading
+import time
+
 import numpy as np
 
 from aiges_embed import Response, ResponseData
@@ -40,6 +45,50 @@ class Wrapper:
             return Response(list=[node("x", np.zeros((1 << 32) + 1, dtype=np.uint8))])  # calloc'd: never touched
         if mode == "bad_key":
             return Response(list=[node(None, b"abc")])
+        if mode == "list_none":
+            response = Response()
+            response.list = None
+            return response
+        if mode == "list_int":
+            return Response(list=5)
+        if mode == "code_str":
+            return Response(list=[node("x", b"abc")], error_code="7")
+        if mode == "nul_key":
+            return Response(list=[node("a\0b", b"abc")])
+        if mode == "surrogate_key":
+            return Response(list=[node("k\udcff\ud800", b"abc")])
+        if mode == "surrogate_raise":
+            raise ValueError("bad \ud800 text \udcff end")
+        if mode == "set_none":
+            out = ResponseData()
+            out.key = "none"
+            out.setData(None)
+            return Response(list=[out, node("after", b"ok")])
+        if mode == "len_2gib":
+            return Response(list=[node("x", self.big(), len=(1 << 31) + 5)])
+        if mode == "huge_raise":
+            raise RuntimeError(params["sid"] + "-" + "x" * 200_000)
+        if mode == "pop_sid":
+            sid = params.pop("sid")
+            expected = sid
+            del sid
+            params.clear()
+            gc.collect()
+            for _ in range(200):
+                "".join(["garbage", str(time.time())])  # reuse freed memory
+            logging.getLogger("behaviours").warning("after pop, expected sid %s", expected)
+            return Response(list=[node("sid", expected.encode())])
+        if mode == "mutate_later":
+            buffer = bytearray(b"A" * 4096)
+            array = np.full(4096, 65, dtype=np.uint8)
+
+            def scribble():
+                time.sleep(0.05)
+                buffer[:] = b"B" * 4096
+                array[:] = 66
+
+            threading.Thread(target=scribble).start()
+            return Response(list=[node("bytearray", buffer), node("numpy", array)])
         if mode == "kinds":
             return Response(list=[
                 node("bytes", b"bytes-data"),
@@ -51,6 +100,11 @@ class Wrapper:
                 node("none", None),
             ])
         return Response(list=[node("echo", reqData.list[0].data if reqData.list else b"")])
+
+    def big(self):
+        if not hasattr(self, "_big"):
+            self._big = np.zeros((1 << 31) + 5, dtype=np.uint8)  # calloc'd: never touched
+        return self._big
 
     def wrapperError(self, ret):
         return f"behaviours wrapper says {ret}"

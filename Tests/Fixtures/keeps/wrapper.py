@@ -1,7 +1,8 @@
 """Keeps request objects past the call, as queue-based wrappers do, and reports on them next time.
 
 Call 1 stores the node, the whole DataListCls, a memoryview and the node list; call 2 reads them
-after the caller has poisoned and freed the original buffers.
+after the caller has poisoned and freed the original buffers. "stale_view" is the kept view's
+bytes, or the ValueError it raises (with data.lend, where views are the loader's memory).
 """
 import json
 
@@ -21,8 +22,7 @@ class Wrapper:
         else:
             kept = self.kept
             try:
-                bytes(kept["view"])
-                stale = "readable"
+                stale = bytes(kept["view"]).decode()
             except ValueError as error:
                 stale = f"ValueError: {error}"
             report = {

@@ -1,0 +1,63 @@
+/*
+ * Thread helpers the Swift side needs with GNU extensions: the entry gate (a mutex with a
+ * monotonic deadline and a per-thread "held" flag), a monotonic clock and detached threads.
+ */
+#define _GNU_SOURCE
+#include "CPythonShims.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+static __thread int gate_held;
+
+long long aiges_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+int aiges_gate_enter(long long wait_ns) {
+    if (wait_ns <= 0 || gate_held) return 0;
+    if (pthread_mutex_trylock(&gate) != 0) {
+        long long deadline_ns = aiges_monotonic_ns() + wait_ns;
+        struct timespec deadline = {deadline_ns / 1000000000LL, deadline_ns % 1000000000LL};
+        if (pthread_mutex_clocklock(&gate, CLOCK_MONOTONIC, &deadline) != 0) return 0;
+    }
+    gate_held = 1;
+    return 1;
+}
+
+void aiges_gate_leave(void) {
+    if (!gate_held) return;
+    gate_held = 0;
+    pthread_mutex_unlock(&gate);
+}
+
+int aiges_gate_held(void) { return gate_held; }
+
+typedef struct {
+    void (*body)(void *);
+    void *context;
+} Start;
+
+static void *run(void *argument) {
+    Start start = *(Start *)argument;
+    free(argument);
+    start.body(start.context);
+    return NULL;
+}
+
+int aiges_thread_start(void (*body)(void *), void *context) {
+    Start *start = malloc(sizeof *start); /* freed by the new thread */
+    if (start == NULL) return -1;
+    *start = (Start){body, context};
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int failed = pthread_create(&thread, &attributes, run, start);
+    pthread_attr_destroy(&attributes);
+    if (failed) free(start);
+    return failed;
+}

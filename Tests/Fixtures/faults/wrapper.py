@@ -1,0 +1,200 @@
+"""Fixture for aiges-faults (Tests/Faults): sessions, async requests and resources whose behaviour
+the request params choose, and a record file (config key "record") of what wrapper.py saw, which
+the driver reads back.
+
+One-shot (wrapperOnceExec): "echo" = b"echo:" + the first input node's data.
+
+Async (wrapperOnceExecAsync), param "mode":
+  pool          a Python thread delivers "result" = b"async:" + data with callback(resp, usrTag)
+  never         never answers
+  deliver_ok    delivers "result" = b"done:" + data synchronously, then returns 0
+  deliver_fail  delivers synchronously, then returns 5
+  thread_fail   a Python thread delivers while the method still runs, then the method returns 5
+  dup_sid       once two requests with the same sid are in: callback(resp, sid) (recorded:
+                "dup_sid_ret CODE"), then each its own result b"for-" + usrTag + b":" + data by usrTag
+
+Sessions (handle = sid), create param "deliver":
+  none          wrapperWrite only records the write
+  sync          wrapperWrite delivers "results" results (default 1) with callback(resp, usrTag)
+                before returning: "result" = data + b"#i", the last one with status DataEnd
+  thread        the same from a Python thread, "gap_ms" (default 20) apart
+  pull4         callback(resp, sid) four times: "result" r1 (Continue), r2 (Continue),
+                "other" o1 (Continue), "result" r3 (End)
+Create param "read_delivers=1": the session's first wrapperRead call delivers those same four results
+with callback(resp, sid) (during the read); "raise_read=1": the first wrapperRead call then raises
+(recorded "read_raise HANDLE"). A write of b"quiet" delivers nothing. Every callback() return code
+is recorded ("cb_ret WHERE CODE").
+
+Recorded lines: "init", "fini", "create SID", "destroy HANDLE", "load PATCH_ID", "unload PATCH_ID",
+"async MODE USRTAG", "cb_ret ...", "dup_sid_ret CODE".
+"""
+import threading
+import time
+
+from aiges_embed import (DataContinue, DataEnd, Response, ResponseData, SessionCreateResponse,
+                         callback)
+
+
+def node(key, data, status=DataContinue):
+    out = ResponseData()
+    out.key = key
+    out.setData(data)
+    out.status = status
+    return out
+
+
+def first_data(reqData):
+    return reqData.list[0].data if reqData.list else b""
+
+
+class Wrapper:
+    def wrapperInit(self, config):
+        self.record_path = config.get("record")
+        self.lock = threading.RLock()  # never held across callback(); re-entrant for nested calls
+        self.sessions = {}
+        self.resources = {}
+        self.dups = {}
+        self.record("init")
+        return 0
+
+    def record(self, *words):
+        if not self.record_path:
+            return
+        with self.lock, open(self.record_path, "a") as f:
+            f.write(" ".join(str(w) for w in words) + "\n")
+
+    # --- one-shot
+
+    def wrapperOnceExec(self, params, reqData, usrTag, persId):
+        return Response(list=[node("echo", b"echo:" + first_data(reqData), DataEnd)])
+
+    def wrapperOnceExecAsync(self, params, reqData, usrTag, persId):
+        mode = params.get("mode", "pool")
+        data = first_data(reqData)
+        self.record("async", mode, usrTag)
+        if mode == "never":
+            return 0
+        if mode == "deliver_ok":
+            self.record("cb_ret deliver_ok", callback(Response(list=[node("result", b"done:" + data)]), usrTag))
+            return 0
+        if mode == "deliver_fail":
+            self.record("cb_ret deliver_fail", callback(Response(list=[node("result", b"fail:" + data)]), usrTag))
+            return 5
+        if mode == "thread_fail":
+            started = threading.Event()
+
+            def deliver():
+                started.set()
+                code = callback(Response(list=[node("result", b"fail:" + data)]), usrTag)
+                self.record("cb_ret thread_fail", code)
+
+            threading.Thread(target=deliver, daemon=True).start()
+            started.wait(2)
+            time.sleep(0.05)  # the delivery is in progress while this method is still running
+            return 5
+        if mode == "dup_sid":
+            sid = params["sid"]
+            with self.lock:
+                waiting = self.dups.setdefault(sid, [])
+                waiting.append((usrTag, data))
+                ready = len(waiting) == 2
+            if ready:
+                threading.Thread(target=self.deliver_dups, args=(sid, list(waiting)), daemon=True).start()
+            return 0
+        # pool
+        delay = int(params.get("delay_ms", "0")) / 1000.0
+
+        def later():
+            if delay:
+                time.sleep(delay)
+            code = callback(Response(list=[node("result", b"async:" + data)]), usrTag)
+            self.record("cb_ret pool", code)
+
+        threading.Thread(target=later, daemon=True).start()
+        return 0
+
+    def deliver_dups(self, sid, waiting):
+        code = callback(Response(list=[node("result", b"by-sid")]), sid)
+        self.record("dup_sid_ret", code)
+        for tag, data in waiting:
+            code = callback(Response(list=[node("result", b"for-" + tag.encode() + b":" + data)]), tag)
+            self.record("dup_tag_ret", tag, code)
+
+    # --- sessions
+
+    def wrapperCreate(self, params, sid, persId, usrTag):
+        self.record("create", sid)
+        with self.lock:
+            self.sessions[sid] = {
+                "usrTag": usrTag,
+                "deliver": params.get("deliver", "none"),
+                "results": int(params.get("results", "1")),
+                "gap": int(params.get("gap_ms", "20")) / 1000.0,
+                "raise_read": params.get("raise_read") == "1",
+                "read_delivers": params.get("read_delivers") == "1",
+            }
+        return SessionCreateResponse(handle=sid)
+
+    def wrapperWrite(self, handle, req, sid):
+        session = self.sessions[handle]
+        data = first_data(req)
+        self.record("write", handle)
+        if data == b"quiet":
+            return 0
+        deliver = session["deliver"]
+        if deliver == "sync":
+            self.deliver_results(session, data, 0)
+        elif deliver == "thread":
+            threading.Thread(target=self.deliver_results, args=(session, data, session["gap"]), daemon=True).start()
+        elif deliver == "pull4":
+            self.deliver_pull4(sid)
+        return 0
+
+    def deliver_pull4(self, sid):
+        for key, value, status in (("result", b"r1", DataContinue), ("result", b"r2", DataContinue),
+                                   ("other", b"o1", DataContinue), ("result", b"r3", DataEnd)):
+            self.record("cb_ret pull4", callback(Response(list=[node(key, value, status)]), sid))
+
+    def deliver_results(self, session, data, gap):
+        count = session["results"]
+        for i in range(count):
+            if gap and i:
+                time.sleep(gap)
+            status = DataEnd if i == count - 1 else DataContinue
+            response = Response(list=[node("result", data + b"#%d" % i, status)])
+            self.record("cb_ret session", callback(response, session["usrTag"]))
+
+    def wrapperRead(self, handle, sid):
+        session = self.sessions.get(handle)
+        if session is not None and session["read_delivers"]:
+            session["read_delivers"] = False
+            self.deliver_pull4(sid)
+        if session is not None and session["raise_read"]:
+            session["raise_read"] = False
+            self.record("read_raise", handle)
+            raise RuntimeError(f"wrapperRead of {handle} fails once, as asked")
+        return Response()
+
+    def wrapperDestroy(self, handle):
+        self.record("destroy", handle)
+        with self.lock:
+            self.sessions.pop(handle, None)
+        return 0
+
+    def wrapperDebugInfo(self, handle):
+        return f"faults debug {handle}"
+
+    # --- personalisation
+
+    def wrapperLoadRes(self, reqData, patch_id):
+        self.record("load", patch_id)
+        self.resources[patch_id] = first_data(reqData)
+        return 0
+
+    def wrapperUnloadRes(self, patch_id):
+        self.record("unload", patch_id)
+        return 0 if self.resources.pop(patch_id, None) is not None else 404
+
+    def wrapperFini(self):
+        self.record("fini")
+        return 0

@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+
+/// Adversarial behaviour through the C ABI, driven by dist/aiges-faults (Tests/Faults, one scenario per
+/// subprocess; see `aiges-faults --list`): calls back into the plugin from inside loader callbacks,
+/// callbacks that block, async failures and timeouts, what wrapperFini ends, pull reads, thread exit —
+/// plus loader input memory that wrapper.py keeps past a call (through aiges-harness exec).
+///
+/// Serialized: several scenarios measure callback lateness against 100 ms limits.
+@Suite(.serialized) struct HardeningTests {
+    /// Runs `scenario` against a fixture and expects exit 0 and its "ok" line; a hang is killed after 60 s.
+    @discardableResult
+    private func expectPasses(
+        _ scenario: String, fixture: String = "faults", config: [String] = [], environment: [String: String] = [:]
+    ) throws -> Harness.Run {
+        let run = try Harness.faults(
+            scenario, wrapper: Harness.fixture(fixture), config: config, environment: environment, timeout: 60)
+        #expect(run.status == 0, "\(scenario): \(run)")
+        #expect(run.passed(scenario), "\(scenario): \(run)")
+        return run
+    }
+
+    // MARK: push sessions
+
+    @Test(
+        "a push callback may destroy its own session, ask its debug info, run wrapperExec, or make bad calls",
+        arguments: [
+            "push-destroy-in-callback", "push-destroy-in-callback-thread", "push-debuginfo-in-callback",
+            "bad-calls-in-callback",
+        ])
+    func pushCallbacksMayCallThePlugin(scenario: String) throws {
+        try expectPasses(scenario)
+    }
+
+    @Test func aBlockedCallbackDelaysNoOtherCall() throws {
+        let run = try expectPasses("blocked-callback")
+        for line in run.lines("  wrapper") { print("blocked-callback:\(line)") }
+    }
+
+    @Test func pullReadsHaveUniqueKeysAndLoseNothing() throws {
+        try expectPasses("pull-read-unique-keys")
+    }
+
+    // MARK: async requests
+
+    @Test(
+        "wrapperOnceExecAsync that delivers and then fails: the return code, no callback",
+        arguments: ["async-fail-after-deliver", "async-fail-after-deliver-thread"])
+    func asyncFailureAfterDeliveryMeansNoCallback(scenario: String) throws {
+        try expectPasses(scenario)
+    }
+
+    @Test(
+        "each async request gets exactly its own result",
+        arguments: ["async-deliver-then-ok", "async-callback-calls-plugin", "async-duplicate-sid"])
+    func asyncRequestsGetExactlyTheirOwnResult(scenario: String) throws {
+        try expectPasses(scenario)
+    }
+
+    @Test(
+        "timeouts fire on time: busy fallback workers, blocking callbacks, the default timeout",
+        arguments: [
+            ("async-timeout-busy-fallback", "faults_sync_only"), ("async-timeout-blocking-callbacks", "faults"),
+            ("async-default-timeout", "faults"),
+        ])
+    func timeoutsFireOnTime(scenario: String, fixture: String) throws {
+        let run = try expectPasses(scenario, fixture: fixture)
+        for line in run.lines("  ") where line.contains("lateness") { print("\(scenario):\(line)") }
+    }
+
+    // MARK: lifecycle
+
+    @Test func finiEndsRequestsSessionsAndResources() throws {
+        try expectPasses("fini-ends-everything")
+    }
+
+    @Test("wrapperFini from inside a callback", arguments: ["fini-from-callback", "fini-from-callback-push"])
+    func finiFromInsideACallback(scenario: String) throws {
+        try expectPasses(scenario)
+    }
+
+    @Test("loader threads exit cleanly after thread-local objects take the GIL", arguments: [false, true])
+    func threadsExitCleanly(debugMalloc: Bool) throws {
+        try expectPasses(
+            "thread-exit", fixture: "thread_local", environment: debugMalloc ? ["PYTHONMALLOC": "debug"] : [:])
+    }
+
+    // MARK: input memory kept past the call
+
+    /// Call 1 keeps views of its input (node.view, a slice, a memoryview, np.frombuffer, the node) and
+    /// returns a slice of the input as output; the harness poisons and frees the input after each call.
+    /// Calls 2 and 3 return what was kept: it must still be call 1's exact bytes.
+    private func expectKeptViews(input: String, firstInput: Data, lastInput: Data) throws {
+        let (run, outputs) = try Harness.exec(Harness.fixture("kept_views"), ["-i", "data=\(input)", "-n", "3", "-u"])
+        #expect(run.status == 0, "every call succeeds (no 22016): \(run)")
+        #expect(run.output.contains("exec: 3 requests, 0 failed"), "\(run)")
+        #expect(outputs["tail"] == lastInput.dropFirst(2), "an output slicing the input is the input's bytes")
+        for key in ["kept_view", "kept_memoryview", "kept_bytes", "kept_node_data", "kept_node_view"] {
+            #expect(outputs[key] == firstInput, "\(key) is call 1's input")
+        }
+        #expect(outputs["kept_slice"] == firstInput.dropFirst(1), "kept_slice is call 1's input[1:]")
+        if outputs["numpy"] == Data("yes".utf8) {
+            #expect(outputs["kept_np"] == firstInput, "kept_np is call 1's input")
+        }
+    }
+
+    @Test func inputViewsKeptPastTheCallStayValid() throws {
+        try expectKeptViews(
+            input: "kept-payload", firstInput: Data("kept-payload#0-0".utf8), lastInput: Data("kept-payload#0-2".utf8))
+    }
+
+    @Test func oneMebibyteInputViewsKeptPastTheCallStayValid() throws {
+        let pattern = harnessPattern(1 << 20)
+        try expectKeptViews(
+            input: "gen:1M", firstInput: pattern + Data("#0-0".utf8), lastInput: pattern + Data("#0-2".utf8))
+    }
+}
