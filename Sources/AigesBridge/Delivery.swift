@@ -46,7 +46,8 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     private var deliverer: pthread_t?  // the thread inside the loader's callback for this target
     private var deliveredCount = 0
     private var timer: Int?
-    private var unregistered = false
+    private var unregistered = false  // its tags were removed (once finished)
+    private var retired = false  // it left CallbackTargets for good (finished and nothing left to pass on)
 
     /// Whether results go to the loader's callback (else they wait for `wrapperRead`).
     var pushes: Bool { callback != nil }
@@ -82,7 +83,7 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
             }
             return (true, finished)
         }
-        if ended { didFinish() }
+        if ended { didFinish() } else if accepted { retireIfDone() }
         return accepted
     }
 
@@ -92,16 +93,20 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
         monitor.withLock {
             armed = true
             guard !outbox.isEmpty, deliverer == nil else { return }
-            CallbackRunner.pool.submit { [self] in monitor.withLock { if deliverer == nil { drainLocked() } } }
+            CallbackRunner.pool.submit { [self] in
+                monitor.withLock { if deliverer == nil { drainLocked() } }
+                retireIfDone()
+            }
         }
     }
 
     /// The opening call failed: drops what was held back; nothing reaches the loader.
-    /// - Returns: false if a final result had already been passed on (by `shutDown`), in which case
-    ///   the request's outcome is that callback and the opening call should report success.
+    /// - Returns: false if a final result had already been passed on (by `shutDown`, the only way a
+    ///   target is armed before its opening call returned), in which case the request's outcome is
+    ///   that callback and the opening call should report success.
     func abandon() -> Bool {
         let (dropped, alreadyDelivered) = monitor.withLock { () -> ([Delivery], Bool) in
-            let wasDelivered = closed && armed
+            let wasDelivered = armed
             finished = true
             closed = true
             defer { outbox = [] }
@@ -195,7 +200,8 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
         while let thread = deliverer, pthread_equal(thread, pthread_self()) == 0 { monitor.wait() }
     }
 
-    /// Once finished: cancels the timer and makes the target unreachable by tag.
+    /// Once finished: cancels the timer and makes a one-shot target unreachable by tag; it stays
+    /// among the live targets (which `wrapperFini` ends) until nothing is left to pass on.
     private func didFinish() {
         let (timer, first) = monitor.withLock { () -> (Int?, Bool) in
             defer {
@@ -205,7 +211,19 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
             return (self.timer, !unregistered)
         }
         if let timer { Timers.cancel(timer) }
-        if first, kind == .once { CallbackTargets.unregister(self) }
+        if first, kind == .once { CallbackTargets.removeTags(of: self) }
+        retireIfDone()
+    }
+
+    /// A finished one-shot target with nothing left to pass on leaves the live targets.
+    private func retireIfDone() {
+        guard kind == .once else { return }
+        let done = monitor.withLock { () -> Bool in
+            guard finished, closed || outbox.isEmpty, deliverer == nil, !retired else { return false }
+            retired = true
+            return true
+        }
+        if done { CallbackTargets.retire(self) }
     }
 }
 
@@ -241,6 +259,7 @@ struct ReadQueue {
 
     mutating func take() -> Taken {
         var taken = Taken()
+        var keys = Set<String>()
         while next < entries.count {
             switch entries[next] {
             case .error(let code):
@@ -249,10 +268,7 @@ struct ReadQueue {
                 next += 1
                 return compacted(taken)
             case .node(let batch, let index):
-                let key = batch.key(at: index)
-                if taken.nodes.contains(where: { strcmp($0.batch.key(at: $0.index), key) == 0 }) {
-                    return compacted(taken)
-                }
+                guard keys.insert(String(cString: batch.key(at: index))).inserted else { return compacted(taken) }
                 taken.nodes.append((batch, index))
                 next += 1
             }
@@ -307,12 +323,26 @@ enum CallbackTargets {
     static func unregister(_ target: CallbackTarget) {
         table.withLock { table in
             table.all[ObjectIdentifier(target)] = nil
-            for tag in target.tags {
-                table.byTag[tag]?.removeAll { $0 === target }
-                if table.byTag[tag]?.isEmpty == true { table.byTag[tag] = nil }
-            }
-            target.tags = []
+            removeTags(of: target, in: &table)
         }
+    }
+
+    /// Makes the target unreachable by tag (it stays live, for `wrapperFini`).
+    static func removeTags(of target: CallbackTarget) {
+        table.withLock { removeTags(of: target, in: &$0) }
+    }
+
+    /// Forgets a target that has nothing left to pass on.
+    static func retire(_ target: CallbackTarget) {
+        table.withLock { _ = $0.all.removeValue(forKey: ObjectIdentifier(target)) }
+    }
+
+    private static func removeTags(of target: CallbackTarget, in table: inout Table) {
+        for tag in target.tags {
+            table.byTag[tag]?.removeAll { $0 === target }
+            if table.byTag[tag]?.isEmpty == true { table.byTag[tag] = nil }
+        }
+        target.tags = []
     }
 
     /// What a tag names.
@@ -332,7 +362,8 @@ enum CallbackTargets {
     /// How many one-shot requests are waiting for their final result.
     static var liveOnceCount: Int { table.withLock { table in table.all.values.count { $0.kind == .once } } }
 
-    /// Removes and returns every live one-shot target (for `wrapperFini`).
+    /// Removes and returns every live one-shot target (for `wrapperFini`), including finished ones
+    /// whose result is still on its way to the loader.
     static func takeAllOnce() -> [CallbackTarget] {
         let targets = table.withLock { table in Array(table.all.values.filter { $0.kind == .once }) }
         targets.forEach(unregister)
@@ -350,7 +381,8 @@ enum CallbackTargets {
             return PluginErrorCode.resultDropped.rawValue
         case .ambiguous(let count):
             Log.logger.error(
-                "callback for tag \"\(tag)\" dropped: \(count) live requests have it (use the usrTag to tell them apart)")
+                "callback for tag \"\(tag)\" dropped: \(count) live requests have it (use the usrTag to tell them apart)"
+            )
             return PluginErrorCode.resultDropped.rawValue
         case .one(let found): target = found
         }

@@ -40,7 +40,6 @@ extension Plugin {
         let label = String(cString: usrTag)
         let target = CallbackTarget(kind: .once, usrTag: usrTag, label: label, callback: callback)
         let milliseconds = timeout > 0 ? Int(timeout) : defaultTimeoutMilliseconds.load(ordering: .relaxed)
-        if milliseconds > 0 { target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds) }
         var job: HeldArguments?
         do throws(PluginError) {
             try withGIL { () throws(PluginError) in
@@ -48,6 +47,9 @@ extension Plugin {
                 // Reachable before Python runs: wrapper.py may call back from another thread at once
                 // (held back until this call returned 0).
                 CallbackTargets.register(target, tags: [label, params.sidText])
+                if milliseconds > 0 {  // after registering: a timeout unregisters the target
+                    target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds)
+                }
                 let tag = try makeUnicode(label)
                 let persId = try PyRef(
                     steal: PyLong_FromUnsignedLong(

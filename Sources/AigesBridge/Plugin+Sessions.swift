@@ -132,7 +132,9 @@ extension Plugin {
         var bytes = 0
         for (position, entry) in taken.nodes.enumerated() {
             let node = entry.batch.node(at: entry.index)
-            node.pointee.next = position + 1 < taken.nodes.count ? taken.nodes[position + 1].batch.node(at: taken.nodes[position + 1].index) : nil
+            node.pointee.next =
+                position + 1 < taken.nodes.count
+                ? taken.nodes[position + 1].batch.node(at: taken.nodes[position + 1].index) : nil
             bytes += Int(node.pointee.len)
         }
         response.pointee = taken.nodes.first.map { $0.batch.node(at: $0.index) }

@@ -104,8 +104,10 @@ public enum Plugin {
     /// Before it returns: each pending async request got exactly one final callback (its result if
     /// one was already on its way, else `shutDown`, 22018), open sessions were closed (wrapper.py's
     /// `wrapperDestroy` ran for each), loaded resources were unloaded (its `wrapperUnloadRes` ran
-    /// for each), timers were cancelled, and no loader callback runs after it returns. New calls
-    /// meanwhile fail with `notInitialized`; handles from before stay unknown after a new `wrapperInit`.
+    /// for each), timers were cancelled, calls into wrapper.py still running on other threads
+    /// returned (waiting up to 10 s) before its `wrapperFini` ran, and no loader callback runs after
+    /// it returns. New calls meanwhile fail with `notInitialized`; handles from before stay unknown
+    /// after a new `wrapperInit`.
     /// May be called from inside a loader callback.
     ///
     /// The corresponding C function is `wrapperFini`.
@@ -133,11 +135,10 @@ public enum Plugin {
         let resources = unloadAllResources(wrapper)
         if !pending.isEmpty || !sessions.isEmpty || resources > 0 {
             Log.logger.info(
-                "wrapperFini ended \(pending.count) async request(s), \(sessions.count) session(s), \(resources) resource(s)")
+                "wrapperFini ended \(pending.count) async request(s), \(sessions.count) session(s), \(resources) resource(s)"
+            )
         }
-        let code = try withGIL { () throws(PluginError) -> Int32 in
-            wrapper.defines(.wrapperFini) ? try wrapper.callForCode(.wrapperFini, CallArguments()) : 0
-        }
+        let code = try wrapper.finish(waitingAtMost: 10)
         if code != 0 { throw PluginError(wrapperCode: code) }
     }
 
@@ -218,7 +219,7 @@ public enum Plugin {
                 CallArguments(
                     params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
                     sid: params.sid.pointer))
-            let batch = try OutputBatch(result.pointer, kind: .once, loans: request.loans)
+            let batch = try OutputBatch(result.pointer, kind: .once)
             inputBytes = request.byteCount
             try request.finish()
             return batch

@@ -99,7 +99,8 @@ func string(fromUnicode object: PyPointer) -> String? {
     PyErr_Clear()
     guard let encoded = try? encodeUTF8(object, errors: "backslashreplace") else { return "" }
     return String(
-        decoding: UnsafeRawBufferPointer(start: PyBytes_AsString(encoded.pointer), count: PyBytes_Size(encoded.pointer)),
+        decoding: UnsafeRawBufferPointer(
+            start: PyBytes_AsString(encoded.pointer), count: PyBytes_Size(encoded.pointer)),
         as: UTF8.self)
 }
 

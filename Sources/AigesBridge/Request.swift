@@ -85,10 +85,6 @@ struct LoanedRequest: ~Copyable {
         let bytes: UnsafeRawBufferPointer
     }
 
-    /// The loader buffers Python can see straight (lend mode only), to recognise output that points
-    /// back into them.
-    var loans: [UnsafeRawBufferPointer] { DataPath.lends ? lent.map(\.bytes) : [] }
-
     private init(list: PyPointer, items: PyPointer) {
         self.list = list
         self.items = items
@@ -146,6 +142,7 @@ struct LoanedRequest: ~Copyable {
         }
         if mode != .copy {
             lent.append(Loan(node: node.take(), handle: payload.take(), bytes: entry.bytes))
+            if mode == .lend { LentMemory.add(entry.bytes) }
         }
     }
 
@@ -191,6 +188,7 @@ struct LoanedRequest: ~Copyable {
             }
             Py_DecRef(loan.node)
             if lending {
+                LentMemory.remove(loan.bytes)
                 if !Self.revokeIfKept(loan.handle, loan.bytes, objects) { escaped += 1 }
             } else {
                 aiges_py_loan_revoke(loan.handle)
@@ -235,6 +233,32 @@ struct LoanedRequest: ~Copyable {
                 "wrapper.py kept loader memory (\(loan.count) bytes of a request view) past the call; copy it instead")
         }
         return safe
+    }
+}
+
+/// The loader buffers Python sees straight while their calls run (`data.lend` only), so that any
+/// output pointing into one — returned by the call, or delivered with `callback()` from any thread
+/// meanwhile — is copied rather than lent: the loader frees them when their call returns.
+/// Read and changed only with the GIL held.
+enum LentMemory {
+    nonisolated(unsafe) private static var ranges: [UnsafeRawBufferPointer] = []
+
+    static func add(_ bytes: UnsafeRawBufferPointer) {
+        if bytes.count > 0 { ranges.append(bytes) }
+    }
+
+    static func remove(_ bytes: UnsafeRawBufferPointer) {
+        guard let index = ranges.lastIndex(where: { $0.baseAddress == bytes.baseAddress && $0.count == bytes.count })
+        else { return }
+        ranges.remove(at: index)
+    }
+
+    /// Whether `pointer` lies in a buffer lent right now.
+    static func contains(_ pointer: UnsafeRawPointer) -> Bool {
+        ranges.contains { range in
+            guard let start = range.baseAddress else { return false }
+            return pointer >= start && pointer < start + range.count
+        }
     }
 }
 

@@ -39,12 +39,13 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
 
     /// Node `index` (valid while the batch lives); its `next` may be relinked by the batch's user.
     func node(at index: Int) -> UnsafeMutablePointer<DataList> {
-        UnsafeMutablePointer(mutating: nodes.baseAddress! + index)  // index < count: nodes is non-empty
+        precondition(index < count, "output node index out of range")
+        return head.unsafelyUnwrapped + index  // head is non-nil whenever count > 0
     }
 
-    /// Converts `response` (GIL required). `loans` are the request's loader buffers: an output that
-    /// points into one of them is copied, since the loader frees its input when the call returns.
-    init(_ response: PyPointer, kind: OutputKind, loans: [UnsafeRawBufferPointer] = []) throws(PluginError) {
+    /// Converts `response` (GIL required). An output that points into a loader buffer lent to Python
+    /// (`LentMemory`, with `data.lend`) is copied, since the loader frees its input when the call returns.
+    init(_ response: PyPointer, kind: OutputKind) throws(PluginError) {
         if let code = int32(response) {
             throw code != 0 ? PluginError(wrapperCode: code) : PluginError(.badReturnType, "expected a Response, got 0")
         }
@@ -66,7 +67,9 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
             throw PluginError(
                 .badReturnType, "Response.list must be a list of ResponseData, got \(describe(items.pointer))")
         }
-        let sequence = try PyRef(steal: PySequence_Fast(items.pointer, "Response.list"), "Response.list")
+        // A tuple copy owns its items: wrapper.py code run by attribute reads (properties) cannot
+        // free them by changing the list meanwhile.
+        let sequence = try PyRef(steal: PySequence_Tuple(items.pointer), "Response.list")
         let total = aiges_py_fast_size(sequence.pointer)
         if total == 0, kind == .once {
             throw PluginError(.emptyResponse, "wrapperOnceExec returned a Response whose list is empty")
@@ -79,7 +82,7 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         buffers = slots.bindMemory(to: Py_buffer.self, capacity: total)
         for index in 0..<total {
             guard let item = aiges_py_fast_item(sequence.pointer, index) else { continue }  // borrowed
-            try fill(nodes + index, from: item, kind: kind, loans: loans, names: names)
+            try fill(nodes + index, from: item, kind: kind, names: names)
             nodes[index].next = index + 1 < total ? nodes + index + 1 : nil
         }
         head = nodes
@@ -89,16 +92,18 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     /// Fills one C node from a `ResponseData`.
     private func fill(
         _ node: UnsafeMutablePointer<DataList>, from item: PyPointer, kind: OutputKind,
-        loans: [UnsafeRawBufferPointer], names: Bootstrap.Names
+        names: Bootstrap.Names
     ) throws(PluginError) {
         let keyObject = try attribute(item, names.key)
         guard aiges_py_is_unicode(keyObject.pointer) != 0 else {
             throw PluginError(.invalidOutput, "ResponseData.key must be a str, got \(describe(keyObject.pointer))")
         }
         let encoded = try encodeUTF8(keyObject.pointer)
-        let keyBytes = UnsafeRawBufferPointer(start: PyBytes_AsString(encoded.pointer), count: PyBytes_Size(encoded.pointer))
+        let keyBytes = UnsafeRawBufferPointer(
+            start: PyBytes_AsString(encoded.pointer), count: PyBytes_Size(encoded.pointer))
         guard !keyBytes.contains(0) else {
-            throw PluginError(.invalidOutput, "ResponseData.key \(describe(keyObject.pointer)) contains a NUL character")
+            throw PluginError(
+                .invalidOutput, "ResponseData.key \(describe(keyObject.pointer)) contains a NUL character")
         }
         let keyCopy = try memory.copy(keyBytes, terminated: true)
         node.pointee.key = keyCopy.assumingMemoryBound(to: CChar.self)
@@ -118,7 +123,7 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         }
         var data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
         if let start = bytes.baseAddress,
-            DataPath.copies || (writable && !DataPath.lends) || loans.contains(where: { $0.overlaps(start) })
+            DataPath.copies || (writable && !DataPath.lends) || (DataPath.lends && LentMemory.contains(start))
         {
             data = try memory.copy(UnsafeRawBufferPointer(start: start, count: Int(length)))
             releaseExport(of: start)  // the request's view must be revocable when the call returns
@@ -148,7 +153,10 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         let slot = buffers + heldBuffers
         if PyObject_GetBuffer(data.pointer, slot, PyBUF_SIMPLE) == 0 {
             heldBuffers += 1
-            return (UnsafeRawBufferPointer(start: slot.pointee.buf, count: slot.pointee.len), aiges_py_buffer_writable(slot) != 0)
+            return (
+                UnsafeRawBufferPointer(start: slot.pointee.buf, count: slot.pointee.len),
+                aiges_py_buffer_writable(slot) != 0
+            )
         }
         PyErr_Clear()
         guard PyObject_GetBuffer(data.pointer, slot, PyBUF_FULL_RO) == 0 else {
@@ -180,12 +188,14 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         guard aiges_py_is_dict(desc.pointer) != 0 else {
             throw PluginError(.invalidOutput, "\"\(key)\": desc must be a dict")
         }
+        // A snapshot of (key, value) tuples that owns its references: str() runs wrapper.py code,
+        // which may change the dict meanwhile.
+        let items = try PyRef(steal: PyDict_Items(desc.pointer), "\"\(key)\": reading desc")
         var entries: [(key: String, value: String)] = []
-        var position: Py_ssize_t = 0
-        var name: PyPointer?
-        var value: PyPointer?
-        while PyDict_Next(desc.pointer, &position, &name, &value) != 0 {
-            guard let name, let value else { continue }
+        for index in 0..<PyList_Size(items.pointer) {
+            guard let pair = PyList_GetItem(items.pointer, index), let name = PyTuple_GetItem(pair, 0),
+                let value = PyTuple_GetItem(pair, 1)
+            else { continue }
             entries.append((str(name) ?? "", str(value) ?? ""))  // str() of each: numbers become text
         }
         return try memory.paramList(entries)
@@ -209,14 +219,6 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     deinit {
         guard let buffers else { return }
         DeferredReleases.release(.buffers(buffers, count: heldBuffers, block: UnsafeMutableRawPointer(buffers)))
-    }
-}
-
-extension UnsafeRawBufferPointer {
-    /// Whether `pointer` lies inside this buffer.
-    fileprivate func overlaps(_ pointer: UnsafeRawPointer) -> Bool {
-        guard let start = baseAddress else { return false }
-        return pointer >= start && pointer < start + count
     }
 }
 

@@ -136,7 +136,8 @@ enum SessionHandles {
                 guard let base, base != MAP_FAILED else {
                     throw PluginError(
                         .internalError,
-                        "cannot reserve 16 MiB of address space for session handles: \(String(cString: strerror(errno)))")
+                        "cannot reserve 16 MiB of address space for session handles: \(String(cString: strerror(errno)))"
+                    )
                 }
                 ranges.base = base
                 ranges.used = 0

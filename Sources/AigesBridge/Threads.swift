@@ -62,8 +62,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state only under `moni
     /// What the pool is for, in logs.
     let name: String
     private let monitor = Monitor()
-    private var jobs: [() -> Void] = []
-    private var next = 0  // index of the oldest job in `jobs`
+    private var jobs: [(() -> Void)?] = []  // a job's slot is emptied when a thread takes it
+    private var next = 0  // index of the oldest job not yet taken
     private var threads = 0
     private var idle = 0
     private var limit: Int
@@ -89,11 +89,10 @@ final class WorkerPool: @unchecked Sendable {  // mutable state only under `moni
     func submit(_ job: @escaping () -> Void) {
         let start = monitor.withLock { () -> Bool in
             jobs.append(job)
-            if idle > 0 {
-                monitor.broadcast()
-                return false
-            }
-            guard threads < limit else { return false }
+            if idle > 0 { monitor.broadcast() }
+            // Each waiting job gets a thread of its own, idle or new (up to the limit): a job that
+            // blocks (a loader callback) never delays the ones behind it while threads are allowed.
+            guard jobs.count - next > idle, threads < limit else { return false }
             threads += 1
             return true
         }
@@ -121,12 +120,16 @@ final class WorkerPool: @unchecked Sendable {  // mutable state only under `moni
             while true {
                 if next < jobs.count {
                     let job = jobs[next]
+                    jobs[next] = nil  // what the job holds is released when it has run
                     next += 1
                     if next == jobs.count {
                         jobs.removeAll(keepingCapacity: true)
                         next = 0
+                    } else if next > 64, next * 2 > jobs.count {
+                        jobs.removeFirst(next)
+                        next = 0
                     }
-                    monitor.unlocked(job)
+                    if let job { monitor.unlocked(job) }
                     continue
                 }
                 idle += 1

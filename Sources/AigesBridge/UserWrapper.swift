@@ -100,6 +100,8 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
     let path: String
     private let instance: PythonObject
     private let methods: [Method?]  // by WrapperMethod.rawValue
+    /// Set (with the GIL held) when `wrapperFini` is about to run: later calls fail.
+    nonisolated(unsafe) private var closed = false
 
     /// A method wrapper.py defines: the bound method (owned) and what to pass for each parameter.
     private struct Method {
@@ -166,9 +168,32 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
     /// Calls `method` with the arguments its plan asks for. GIL required. A Python exception becomes
     /// `pythonException`, logged once with its traceback and the request's sid.
     func call(_ method: WrapperMethod, _ arguments: CallArguments) throws(PluginError) -> PyRef {
+        guard !closed else { throw PluginError(.notInitialized, "wrapperFini has unloaded wrapper.py") }
+        return try invoke(method, arguments)
+    }
+
+    /// Ends the wrapper's life: later calls fail (GIL required), then waits, without the GIL, for
+    /// calls in progress on other threads to return (at most `wait` seconds), and calls
+    /// `wrapperFini()` if defined. - Returns: its code.
+    func finish(waitingAtMost wait: Int64) throws(PluginError) -> Int32 {
+        withGIL { closed = true }
+        let deadline = monotonicNow() + wait * 1_000_000_000
+        while aiges_calls_elsewhere() > 0, monotonicNow() < deadline { usleep(1000) }
+        if aiges_calls_elsewhere() > 0 {
+            Log.logger.error("wrapperFini: wrapper.py calls still running after \(wait) s; calling its wrapperFini anyway")
+        }
+        guard defines(.wrapperFini) else { return 0 }
+        return try withGIL { () throws(PluginError) -> Int32 in
+            try code(of: invoke(.wrapperFini, CallArguments()), .wrapperFini)
+        }
+    }
+
+    private func invoke(_ method: WrapperMethod, _ arguments: CallArguments) throws(PluginError) -> PyRef {
         guard let found = methods[method.rawValue] else {
             throw PluginError(.methodMissing, "\(path.lastComponent) defines no Wrapper.\(method.name)")
         }
+        aiges_calls_enter()
+        defer { aiges_calls_leave() }
         let none = aiges_py_none()
         let result = RequestContext.with(sid: arguments.sid) {
             withUnsafeTemporaryAllocation(of: PyPointer?.self, capacity: max(found.plan.count, 1)) { buffer in
@@ -185,7 +210,11 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
 
     /// Calls `method` and reads its result as a status code: an int (None counts as 0).
     func callForCode(_ method: WrapperMethod, _ arguments: CallArguments) throws(PluginError) -> Int32 {
-        let result = try call(method, arguments)
+        try code(of: call(method, arguments), method)
+    }
+
+    /// A method's result read as a status code: an int (None counts as 0).
+    private func code(of result: consuming PyRef, _ method: WrapperMethod) throws(PluginError) -> Int32 {
         if result.pointer == aiges_py_none() { return 0 }
         guard let code = int32(result.pointer) else {
             throw PluginError(

@@ -10,6 +10,20 @@
 
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 static __thread int gate_held;
+static long calls_in_progress; /* atomic */
+static __thread long calls_here;
+
+void aiges_calls_enter(void) {
+    __atomic_fetch_add(&calls_in_progress, 1, __ATOMIC_ACQ_REL);
+    calls_here++;
+}
+
+void aiges_calls_leave(void) {
+    calls_here--;
+    __atomic_fetch_sub(&calls_in_progress, 1, __ATOMIC_ACQ_REL);
+}
+
+long aiges_calls_elsewhere(void) { return __atomic_load_n(&calls_in_progress, __ATOMIC_ACQUIRE) - calls_here; }
 
 long long aiges_monotonic_ns(void) {
     struct timespec now;

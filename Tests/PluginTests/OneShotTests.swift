@@ -104,6 +104,17 @@ import Testing
         #expect(run.output.contains(text), "\(run)")
     }
 
+    @Test("wrapper.py code that changes the output while the plugin reads it", arguments: ["list", "desc"])
+    func outputChangedWhileReadIsSafe(what: String) throws {
+        // A property that empties Response.list, a desc key whose str() clears the desc dict: the plugin
+        // must own what it reads (debug malloc turns a read of freed memory into a crash).
+        let run = try Harness.run(
+            ["exec", "-c", "wrapper.file=\(Harness.fixture("behaviours"))", "-p", "mode=\(what)_mutated"],
+            environment: ["PYTHONMALLOC": "debug"])
+        #expect(run.status == 0, "\(run)")
+        #expect(run.output.contains(what == "list" ? "key=k" : "desc.k=vvvv"), "\(run)")
+    }
+
     @Test func setDataNoneIsAnEmptyNode() throws {
         let (run, outputs) = try Harness.exec(Harness.fixture("behaviours"), ["-p", "mode=set_none"])
         #expect(run.status == 0, "\(run)")

@@ -67,6 +67,11 @@ int aiges_gate_enter(long long wait_ns);
 void aiges_gate_leave(void);
 /** Whether the calling thread holds the gate. */
 int aiges_gate_held(void);
+/** Count calls into wrapper.py in progress, in the process and on the calling thread. */
+void aiges_calls_enter(void);
+void aiges_calls_leave(void);
+/** Calls into wrapper.py in progress on other threads than the calling one. */
+long aiges_calls_elsewhere(void);
 /** Starts a detached thread running body(context); returns 0 on success. */
 int aiges_thread_start(void (*body)(void *), void *context);
 

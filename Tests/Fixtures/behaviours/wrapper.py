@@ -18,6 +18,37 @@ def node(key, data, **fields):
     return out
 
 
+class ClearsTheList:
+    """An output item whose key property empties the Response's list while the plugin walks it."""
+
+    def __init__(self, response):
+        self.response, self.len, self.status, self.type, self.data, self.desc = response, 0, 3, 0, b"x" * 64, None
+
+    @property
+    def key(self):
+        self.response.list.clear()
+        return "k"
+
+
+class ClearsTheDict:
+    """A desc key whose str() empties the desc dict (freeing the value) while the plugin reads it."""
+
+    def __init__(self, desc):
+        self.desc = desc
+
+    def __str__(self):
+        self.desc.clear()
+        return "k"
+
+
+class Text:
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
 class Wrapper:
     def wrapperInit(self, config):
         self.prepared = np.arange(1024, dtype=np.int32)
@@ -89,6 +120,15 @@ class Wrapper:
 
             threading.Thread(target=scribble).start()
             return Response(list=[node("bytearray", buffer), node("numpy", array)])
+        if mode == "list_mutated":
+            response = Response()
+            response.list = [ClearsTheList(response) for _ in range(3)]
+            return response
+        if mode == "desc_mutated":
+            out = node("out", b"abc")
+            out.desc = {}
+            out.desc[ClearsTheDict(out.desc)] = Text("v" * 100)
+            return Response(list=[out])
         if mode == "kinds":
             return Response(list=[
                 node("bytes", b"bytes-data"),
