@@ -65,9 +65,9 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     /// Whether a final result was accepted or the target closed.
     var isFinished: Bool { monitor.withLock { finished } }
 
-    /// Accepts `delivery` unless the target has finished; a final one (or `ret != 0`) finishes it.
-    /// When armed and no other thread is delivering, passes it on from this thread before returning.
-    /// Must be called without the GIL.
+    /// Accepts `delivery` unless the target has finished; a final one (or `ret != 0`) finishes it,
+    /// and its timer and tags are gone before the loader sees it. When armed and no other thread is
+    /// delivering, passes it on from this thread before returning. Must be called without the GIL.
     /// - Returns: whether the result was accepted.
     @discardableResult
     func offer(_ delivery: Delivery, final: Bool) -> Bool {
@@ -79,12 +79,14 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
                 deliveredCount += 1
             } else {
                 outbox.append(delivery)
-                if armed, deliverer == nil { drainLocked() }
             }
             return (true, finished)
         }
-        if ended { didFinish() } else if accepted { retireIfDone() }
-        return accepted
+        guard accepted else { return false }
+        if ended { endTimerAndTags() }
+        if callback != nil { monitor.withLock { if armed, deliverer == nil { drainLocked() } } }
+        retireIfDone()
+        return true
     }
 
     /// The opening call returned 0: results may reach the loader. Results held back meanwhile are
@@ -203,6 +205,12 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     /// Once finished: cancels the timer and makes a one-shot target unreachable by tag; it stays
     /// among the live targets (which `wrapperFini` ends) until nothing is left to pass on.
     private func didFinish() {
+        endTimerAndTags()
+        retireIfDone()
+    }
+
+    /// Cancels the timer and removes a one-shot target's tags (once). Without the monitor.
+    private func endTimerAndTags() {
         let (timer, first) = monitor.withLock { () -> (Int?, Bool) in
             defer {
                 self.timer = nil
@@ -212,7 +220,6 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
         }
         if let timer { Timers.cancel(timer) }
         if first, kind == .once { CallbackTargets.removeTags(of: self) }
-        retireIfDone()
     }
 
     /// A finished one-shot target with nothing left to pass on leaves the live targets.
@@ -360,7 +367,10 @@ enum CallbackTargets {
     }
 
     /// How many one-shot requests are waiting for their final result.
-    static var liveOnceCount: Int { table.withLock { table in table.all.values.count { $0.kind == .once } } }
+    static var liveOnceCount: Int {
+        let targets = table.withLock { table in table.all.values.filter { $0.kind == .once } }
+        return targets.count { !$0.isFinished }  // each target's monitor is taken outside the table lock
+    }
 
     /// Removes and returns every live one-shot target (for `wrapperFini`), including finished ones
     /// whose result is still on its way to the loader.

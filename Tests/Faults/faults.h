@@ -74,6 +74,11 @@ pDataList data_build(const char *key, const void *bytes, size_t len, DataType ty
 pDataList data_text(const char *key, const char *text, DataStatus status);
 /* Poisons and frees a list from data_build (NULL is fine). */
 void data_free(pDataList list);
+/* Poisons and frees `count` nodes given as an array (each once, next pointers not followed): for
+   cyclic lists, which data_free/params_free would walk forever. A data node's desc is freed with
+   params_free (set it to NULL first if it is cyclic). */
+void data_free_nodes(pDataList *nodes, int count);
+void params_free_nodes(pParamList *nodes, int count);
 
 /* What the driver keeps of an output list (copied before the plugin may free it). */
 #define COPY_NODES 16
@@ -137,10 +142,20 @@ struct Tag {
     int hooksRunning;    /* hooks in progress */
     int hooksDone;       /* hooks that returned */
     ListCopy output;     /* every node delivered, in order */
+    /* --- tracker internals */
+    Tag *chain;          /* next tag in the same lookup bucket */
+    Tag *nextRetired;    /* next in the queue of retired tags */
+    int64_t retiredNs;   /* when tag_retire took it out of the lookup */
 };
 
-/* A new tag named by the format (thread-safe); aborts the run if the table is full. */
+/* A new tag named by the format (thread-safe). Looked up by its string: the latest tag with a name wins.
+   It may be the memory of a tag retired more than a second ago (see tag_retire). */
 Tag *tag_new(const char *format, ...) __attribute__((format(printf, 1, 2)));
+/* Takes a tag out of the lookup, for long runs that would otherwise keep every tag: its string is
+   overwritten, so a later callback with its pointer counts as unknown (tracker_unknown), and after a
+   quarantine of a second its memory is reused by tag_new (never freed: the plugin may still hold the
+   pointer). Returns 0, or -1 (nothing done) while a callback for it is running. */
+int tag_retire(Tag *tag);
 /* The loader callback: matches the usrTag string, records the call, runs the tag's hook. */
 int tracker_callback(const void *usrTag, pDataList respData, int ret);
 /* Marks `tag` closed now: any callback that starts later counts in afterClose. */
@@ -245,6 +260,7 @@ typedef struct {
     void (*run)(void);
     const char *defaults; /* extra config defaults "k=v;k=v" (a -c of the same key wins), or NULL */
     const char *summary;
+    int (*watchdogSeconds)(void); /* the watchdog bound when --timeout is not given (NULL: 45 s); reads R */
 } Scenario;
 
 /* scenarios_session.c */
@@ -270,5 +286,12 @@ void scenario_fini_ends_everything(void);
 void scenario_fini_from_callback(void);
 void scenario_fini_from_callback_push(void);
 void scenario_thread_exit(void);
+
+/* scenarios_stress.c */
+void scenario_stress(void);
+int stress_watchdog_seconds(void);
+
+/* scenarios_lists.c */
+void scenario_long_lists(void);
 
 #endif

@@ -88,6 +88,27 @@ void data_free(pDataList list) {
     }
 }
 
+void data_free_nodes(pDataList *nodes, int count) {
+    for (int i = 0; i < count; i++) {
+        pDataList node = nodes[i];
+        if (node == NULL) continue;
+        if (node->key != NULL) poison_free(node->key, strlen(node->key));
+        poison_free(node->data, node->len);
+        params_free(node->desc);
+        poison_free(node, sizeof *node);
+    }
+}
+
+void params_free_nodes(pParamList *nodes, int count) {
+    for (int i = 0; i < count; i++) {
+        pParamList node = nodes[i];
+        if (node == NULL) continue;
+        if (node->key != NULL) poison_free(node->key, strlen(node->key));
+        if (node->value != NULL) poison_free(node->value, node->vlen + 1);
+        poison_free(node, sizeof *node);
+    }
+}
+
 void list_copy(pDataList list, ListCopy *copy) {
     for (pDataList node = list; node != NULL; node = node->next) {
         if (node->key == NULL) {

@@ -6,7 +6,8 @@
  *
  * Prints "ok SCENARIO" and exits 0, or prints "FAIL SCENARIO: reason" and exits 1 (2: bad command
  * line, 3: the plugin cannot be loaded). A watchdog fails the run if it is still going after
- * --timeout seconds (default 45), and a crash prints a FAIL line naming the step it happened in.
+ * --timeout seconds (default 45, or the scenario's own bound, e.g. stress.seconds + 90 for stress),
+ * and a crash prints a FAIL line naming the step it happened in.
  */
 #define _GNU_SOURCE
 #include <ftw.h>
@@ -56,6 +57,12 @@ static const Scenario scenarios[] = {
     {"fini-from-callback-push", scenario_fini_from_callback_push, NULL, "a push callback calls wrapperFini"},
     {"thread-exit", scenario_thread_exit, NULL,
      "40 loader threads exit after one call each; a thread-local's __del__ takes the GIL"},
+    {"long-lists", scenario_long_lists, NULL,
+     "100,000-node request and params lists reach wrapper.py whole; cyclic lists fail with 22003 at once"},
+    {"stress", scenario_stress, "async.timeout_ms=30000",
+     "8 threads mix exec, async (timeouts), pull and push sessions for stress.seconds (60); wrapperFini "
+     "with work pending; RSS stays flat",
+     stress_watchdog_seconds},
 };
 static const int scenarioCount = (int)(sizeof scenarios / sizeof scenarios[0]);
 
@@ -158,7 +165,7 @@ static int remove_entry(const char *path, const struct stat *status, int flag, s
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *library = NULL, *name = NULL;
-    int keep = 0;
+    int keep = 0, timeoutGiven = 0;
     for (int i = 1; i < argc; i++) {
         const char *argument = argv[i];
         if (strcmp(argument, "--so") == 0 && i + 1 < argc) {
@@ -174,6 +181,7 @@ int main(int argc, char **argv) {
         } else if (strcmp(argument, "--timeout") == 0 && i + 1 < argc) {
             timeoutSeconds = atoi(argv[++i]);
             if (timeoutSeconds < 1) timeoutSeconds = 1;
+            timeoutGiven = 1;
         } else if (strcmp(argument, "--keep") == 0) {
             keep = 1;
         } else if (strcmp(argument, "--list") == 0 || strcmp(argument, "-h") == 0 || strcmp(argument, "--help") == 0) {
@@ -215,6 +223,7 @@ int main(int argc, char **argv) {
         snprintf(R.record, sizeof R.record, "%s", config_value("record"));
     }
     add_defaults(scenario->defaults);
+    if (!timeoutGiven && scenario->watchdogSeconds != NULL) timeoutSeconds = scenario->watchdogSeconds();
     if (!has_config("wrapper.file")) fprintf(stderr, "aiges-faults: warning: no -c wrapper.file=... given\n");
 
     if (plugin_load(library ? library : default_library()) != 0) return 3;

@@ -6,6 +6,7 @@
  * call back into the plugin).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,13 +16,18 @@
 
 #include "faults.h"
 
-#define MAX_TAGS 1024
+/* Tags by name: a chained hash table (newest first in each chain). Tags are never freed: the plugin
+   may call back with a tag's pointer at any time; retired ones are reused after a quarantine. */
+#define BUCKETS 4096
+#define QUARANTINE_NS 1000000000LL
+#define RETIRED_TEXT "(retired tag)"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed;
 static pthread_once_t condOnce = PTHREAD_ONCE_INIT;
-static Tag *tags[MAX_TAGS]; /* never freed: the plugin may call back with a tag at any time */
-static int tagCount, total, unknown;
+static Tag *buckets[BUCKETS];
+static Tag *retiredFirst, *retiredLast; /* oldest first */
+static int total, unknown;
 static int64_t lastNs;
 
 /* The condition variable waits on CLOCK_MONOTONIC, so bounds are immune to clock changes. */
@@ -33,30 +39,73 @@ static void make_cond(void) {
     pthread_condattr_destroy(&attributes);
 }
 
+/* FNV-1a of a tag string. */
+static unsigned bucket_of(const char *text) {
+    uint32_t hash = 2166136261u;
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) hash = (hash ^ *c) * 16777619u;
+    return hash % BUCKETS;
+}
+
 Tag *tag_new(const char *format, ...) {
     pthread_once(&condOnce, make_cond);
-    Tag *tag = calloc(1, sizeof *tag);
-    if (tag == NULL) exit(4);
+    pthread_mutex_lock(&lock);
+    Tag *tag = NULL;
+    if (retiredFirst != NULL && now_ns() - retiredFirst->retiredNs > QUARANTINE_NS) {
+        tag = retiredFirst;
+        retiredFirst = tag->nextRetired;
+        if (retiredFirst == NULL) retiredLast = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    if (tag == NULL) {
+        tag = malloc(sizeof *tag);
+        if (tag == NULL) exit(4);
+    }
+    memset(tag, 0, sizeof *tag);
     va_list arguments;
     va_start(arguments, format);
     vsnprintf(tag->text, sizeof tag->text, format, arguments);
     va_end(arguments);
     pthread_mutex_lock(&lock);
-    if (tagCount == MAX_TAGS) {
-        pthread_mutex_unlock(&lock);
-        fprintf(stderr, "aiges-faults: too many tags\n");
-        exit(4);
-    }
-    tags[tagCount++] = tag;
+    unsigned bucket = bucket_of(tag->text);
+    tag->chain = buckets[bucket];
+    buckets[bucket] = tag;
     pthread_mutex_unlock(&lock);
     return tag;
+}
+
+int tag_retire(Tag *tag) {
+    pthread_mutex_lock(&lock);
+    if (tag->hooksRunning > 0) {
+        pthread_mutex_unlock(&lock);
+        return -1;
+    }
+    for (Tag **link = &buckets[bucket_of(tag->text)]; *link != NULL; link = &(*link)->chain) {
+        if (*link == tag) {
+            *link = tag->chain;
+            break;
+        }
+    }
+    tag->chain = NULL;
+    snprintf(tag->text, sizeof tag->text, "%s", RETIRED_TEXT);
+    tag->hook = NULL;
+    list_copy_clear(&tag->output);
+    tag->retiredNs = now_ns();
+    tag->nextRetired = NULL;
+    if (retiredLast != NULL) {
+        retiredLast->nextRetired = tag;
+    } else {
+        retiredFirst = tag;
+    }
+    retiredLast = tag;
+    pthread_mutex_unlock(&lock);
+    return 0;
 }
 
 /* The tag whose string equals usrTag (the latest registered wins). Lock held. */
 static Tag *find(const void *usrTag) {
     if (usrTag == NULL) return NULL;
-    for (int i = tagCount - 1; i >= 0; i--) {
-        if (strcmp(tags[i]->text, (const char *)usrTag) == 0) return tags[i];
+    for (Tag *tag = buckets[bucket_of(usrTag)]; tag != NULL; tag = tag->chain) {
+        if (strcmp(tag->text, (const char *)usrTag) == 0) return tag;
     }
     return NULL;
 }

@@ -3,8 +3,9 @@ import Testing
 
 /// Adversarial behaviour through the C ABI, driven by dist/aiges-faults (Tests/Faults, one scenario per
 /// subprocess; see `aiges-faults --list`): calls back into the plugin from inside loader callbacks,
-/// callbacks that block, async failures and timeouts, what wrapperFini ends, pull reads, thread exit —
-/// plus loader input memory that wrapper.py keeps past a call (through aiges-harness exec).
+/// callbacks that block, async failures and timeouts, what wrapperFini ends, pull reads, thread exit,
+/// 100,000-node and cyclic lists, a short stress run — plus loader input memory that wrapper.py keeps
+/// past a call (through aiges-harness exec).
 ///
 /// Serialized: several scenarios measure callback lateness against 100 ms limits.
 @Suite(.serialized) struct HardeningTests {
@@ -83,6 +84,31 @@ import Testing
     func threadsExitCleanly(debugMalloc: Bool) throws {
         try expectPasses(
             "thread-exit", fixture: "thread_local", environment: debugMalloc ? ["PYTHONMALLOC": "debug"] : [:])
+    }
+
+    // MARK: lists
+
+    @Test func longListsArriveWholeAndCyclicListsFailAtOnce() throws {
+        let run = try expectPasses("long-lists")
+        for line in run.lines("  100,000") { print("long-lists:\(line)") }
+    }
+
+    // MARK: stress
+
+    /// `stress` for 15 s (scripts/stress.sh runs it for 60 s, and again under ASan): 8 threads mixing
+    /// wrapperExec, wrapperExecAsync with expiring timeouts, pull sessions and push sessions destroyed
+    /// while results still come; then wrapperFini with requests pending and sessions open. Every request
+    /// has exactly its own outcome, no callback comes after destroy or fini, RSS stays within 20 MiB.
+    @Test func stressKeepsEveryOutcomeExactAndMemoryFlat() throws {
+        let run = try Harness.faults(
+            "stress", wrapper: Harness.fixture("stress"), config: ["stress.seconds=15"], timeout: 150)
+        // The plugin logs a warning per expired request: show only the end of stderr on failure.
+        let tail = run.errors.split(separator: "\n").suffix(30).joined(separator: "\n")
+        let summary = "exit \(run.status)\n--- stdout\n\(run.output)\n--- stderr (last 30 lines)\n\(tail)"
+        #expect(run.status == 0, "\(summary)")
+        #expect(run.passed("stress"), "\(summary)")
+        #expect(run.lines("stress: ").count == 1, "\(summary)")
+        for line in run.lines("stress: ") + run.lines("  worst") + run.lines("  rss") { print(line) }
     }
 
     // MARK: input memory kept past the call

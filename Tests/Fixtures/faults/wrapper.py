@@ -2,7 +2,10 @@
 the request params choose, and a record file (config key "record") of what wrapper.py saw, which
 the driver reads back.
 
-One-shot (wrapperOnceExec): "echo" = b"echo:" + the first input node's data.
+One-shot (wrapperOnceExec): "echo" = b"echo:" + the first input node's data. With param
+"mode=count" instead (long-lists): "count" = how many request nodes, "keys" = how many distinct keys,
+"crc" = zlib.crc32 (hex) over key + b"=" + data + b";" of every node in order, "params" = how many
+params start with "p.", "pcrc" = the sum (mod 2**32, hex) of zlib.crc32 of "key=value" over those.
 
 Async (wrapperOnceExecAsync), param "mode":
   pool          a Python thread delivers "result" = b"async:" + data with callback(resp, usrTag)
@@ -30,6 +33,7 @@ Recorded lines: "init", "fini", "create SID", "destroy HANDLE", "load PATCH_ID",
 """
 import threading
 import time
+import zlib
 
 from aiges_embed import (DataContinue, DataEnd, Response, ResponseData, SessionCreateResponse,
                          callback)
@@ -66,7 +70,23 @@ class Wrapper:
     # --- one-shot
 
     def wrapperOnceExec(self, params, reqData, usrTag, persId):
+        if params.get("mode") == "count":
+            return self.count(params, reqData)
         return Response(list=[node("echo", b"echo:" + first_data(reqData), DataEnd)])
+
+    def count(self, params, reqData):
+        crc, keys = 0, set()
+        for item in reqData.list:
+            crc = zlib.crc32(item.key.encode() + b"=" + item.data + b";", crc)
+            keys.add(item.key)
+        pcount, pcrc = 0, 0
+        for key, value in params.items():
+            if key.startswith("p."):
+                pcount += 1
+                pcrc = (pcrc + zlib.crc32(f"{key}={value}".encode())) & 0xFFFFFFFF
+        return Response(list=[node("count", b"%d" % len(reqData.list), DataEnd), node("keys", b"%d" % len(keys)),
+                              node("crc", b"%08x" % crc), node("params", b"%d" % pcount),
+                              node("pcrc", b"%08x" % pcrc)])
 
     def wrapperOnceExecAsync(self, params, reqData, usrTag, persId):
         mode = params.get("mode", "pool")
