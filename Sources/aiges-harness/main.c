@@ -43,6 +43,7 @@ static void usage(FILE *out) {
             "      --hooks           install meter and trace hooks (wrapperSetCtrl) that print each call\n"
             "      --churn           exec: run every request on a new thread that exits right after it\n"
             "      --read-delay-ms MS  exec: wait MS after wrapperExec returns before reading its output\n"
+            "      --debug-calls N   session: N more wrapperDebugInfo calls per session (and N with NULL), RSS shown\n"
             "  -r, --res ID:PATCH=VALUE  wrapperLoadRes a DataPer node (desc patch_id=PATCH) before, unload after\n"
             "      --pers ID         pass ID in psrIds (repeatable)\n"
             "session and async:\n"
@@ -209,6 +210,7 @@ void options_parse(Options *options, int argc, char **argv) {
         {"nested-exec", no_argument, 0, 6},       {"hooks", no_argument, 0, 7},
         {"res", required_argument, 0, 'r'},       {"pers", required_argument, 0, 8},
         {"churn", no_argument, 0, 9},             {"read-delay-ms", required_argument, 0, 10},
+        {"debug-calls", required_argument, 0, 11},
         {0, 0, 0, 0},
     };
     int option;
@@ -261,6 +263,9 @@ void options_parse(Options *options, int argc, char **argv) {
         case 9: options->churn = 1; break;
         case 10:
             if ((options->readDelayMs = atoi(optarg)) < 0) bad_usage("read-delay-ms", optarg);
+            break;
+        case 11:
+            if ((options->debugCalls = atoi(optarg)) < 0) bad_usage("debug-calls", optarg);
             break;
         case 8:
             if (options->persCount == 16) bad_usage("pers", optarg);

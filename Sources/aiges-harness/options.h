@@ -36,6 +36,7 @@ typedef struct {
     int hooks;     /* install meter and trace hooks with wrapperSetCtrl before init */
     int churn;     /* exec mode: every request on a new thread that exits after it */
     int readDelayMs; /* exec mode: wait this long after wrapperExec before reading the output */
+    int debugCalls;  /* session mode: extra wrapperDebugInfo calls per session before destroy */
     Pair resources[16]; /* -r ID:PATCH=VALUE, loaded before requests */
     int resourceCount;
     unsigned int persIds[16]; /* --pers ID, passed as psrIds */

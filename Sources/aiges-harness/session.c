@@ -107,6 +107,17 @@ static int one_round(const Options *options, Plugin *plugin, int round, int coun
         if (handles[s] == NULL) continue;
         Pending *record = callbacks_get(s);
         const char *debug = plugin->debugInfo(handles[s]);
+        if (options->debugCalls > 0) {
+            /* Asked many times: the texts must not pile up (each stays valid only for a while). */
+            long before = rss_kib();
+            for (int call = 0; call < options->debugCalls; call++) {
+                plugin->debugInfo(handles[s]);
+                plugin->debugInfo(NULL);
+            }
+            debug = plugin->debugInfo(handles[s]);
+            printf("session %d: %d more wrapperDebugInfo calls, rss %+ld KiB\n", s, options->debugCalls,
+                   rss_kib() - before);
+        }
         if (!options->quiet) {
             printf("session %d: %d results, %d nodes, final %s, late %d\n", s, record->results, record->nodes,
                    record->finished ? "yes" : "no", record->late);

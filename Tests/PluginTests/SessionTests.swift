@@ -82,6 +82,20 @@ import Testing
         #expect(state.contains("\"timers\": 0"), "\(state)")
     }
 
+    @Test func repeatedDebugInfoDoesNotGrowMemory() throws {
+        // 200,000 wrapperDebugInfo calls on one session (its own summary: a new text each time, since
+        // the age changes) and as many with NULL: the texts kept stay bounded.
+        let run = try Harness.run(
+            [
+                "session", "-c", "wrapper.file=\(Harness.example("echo"))", "-i", "a=one", "-i", "a=two",
+                "--debug-calls", "200000",
+            ])
+        #expect(run.status == 0, "\(run)")
+        let line = try #require(run.lines("session 0: 200000 more wrapperDebugInfo calls, rss ").first, "\(run)")
+        let growth = try #require(Int(line.split(separator: " ").dropLast().last?.replacingOccurrences(of: "+", with: "") ?? ""))
+        #expect(growth < 8192, "\(line)")
+    }
+
     @Test func sessionsOpenUnderAnAddressSpaceLimit() throws {
         // Session handles must not reserve large address space up front (ulimit -v, valgrind).
         let harness = Harness.dist.appending(path: "aiges-harness").path
