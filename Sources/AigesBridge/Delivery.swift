@@ -77,6 +77,7 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
             if callback == nil {
                 readQueue.append(delivery)
                 deliveredCount += 1
+                Metrics.callbacksDelivered.add(1, ordering: .relaxed)
             } else {
                 outbox.append(delivery)
             }
@@ -155,6 +156,7 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
             CallbackRunner.pool.submit { [self] in
                 let error = PluginError(.timeout, "no result for \(label) within \(milliseconds) ms")
                 if offer(Delivery(batch: nil, ret: error.code), final: true) {
+                    Metrics.asyncTimedOut.add(1, ordering: .relaxed)
                     ErrorTexts.record(error)
                     Log.logger.warning("\(error.detail); the loader got \(error.code)")
                 }
@@ -188,6 +190,7 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
         while armed, !closed, !outbox.isEmpty {
             let delivery = outbox.removeFirst()
             deliveredCount += 1
+            Metrics.callbacksDelivered.add(1, ordering: .relaxed)
             monitor.unlocked {
                 _ = callback(usrTag, delivery.batch?.head, delivery.ret)
                 _ = delivery  // the batch is released after the loader copied it
@@ -387,9 +390,11 @@ enum CallbackTargets {
         let target: CallbackTarget
         switch find(tag) {
         case .none:
+            Metrics.callbacksDropped.add(1, ordering: .relaxed)
             Log.logger.warning("callback for unknown or finished tag \"\(tag)\" dropped")
             return PluginErrorCode.resultDropped.rawValue
         case .ambiguous(let count):
+            Metrics.callbacksDropped.add(1, ordering: .relaxed)
             Log.logger.error(
                 "callback for tag \"\(tag)\" dropped: \(count) live requests have it (use the usrTag to tell them apart)"
             )
@@ -413,6 +418,7 @@ enum CallbackTargets {
         let final = target.kind == .once || (batch?.hasFinalStatus ?? false)
         let accepted = withoutGIL { target.offer(Delivery(batch: batch, ret: ret), final: final) }
         guard accepted else {
+            Metrics.callbacksDropped.add(1, ordering: .relaxed)
             Log.logger.warning("result for \(target.label) dropped: it came after the request's final result")
             return PluginErrorCode.resultDropped.rawValue
         }

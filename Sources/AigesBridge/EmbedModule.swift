@@ -1,8 +1,14 @@
 import CPython
 import CPythonShims
 
-/// Installs `aiges_embed` and `_aiges_plugin` into `sys.modules` and keeps the objects
-/// the Swift side calls (node classes, helpers). Everything here needs the GIL.
+/// Installs the package `aiges_embed` and its private helpers `aiges_embed._plugin` into
+/// `sys.modules` and keeps the objects the Swift side calls (node classes, helpers). Everything
+/// here needs the GIL.
+///
+/// Their source is python/aiges_embed/ (`__init__.py`, `_plugin.py`), the same files pip installs;
+/// Sources/CPythonShims/sources.c builds them into the library, so the plugin needs no files at run
+/// time. The natives (`_native_*`, Callbacks.swift) are put into each module's namespace before its
+/// source runs; outside the plugin the modules define stand-ins for them.
 enum Bootstrap {
     /// Objects from the embedded modules, created once and never released.
     struct Objects {
@@ -38,8 +44,13 @@ enum Bootstrap {
     /// Creates the modules. Safe to call again (does nothing the second time).
     static func install() throws(PluginError) {
         guard objects == nil else { return }
-        let embed = try makeModule("aiges_embed", source: aigesEmbedSource, natives: NativeFunctions.table)
-        let plugin = try makeModule("_aiges_plugin", source: aigesPluginSource, natives: NativeFunctions.table)
+        let embed = try makeModule(
+            "aiges_embed", source: aiges_source_embed(), natives: NativeFunctions.table, isPackage: true)
+        let plugin = try makeModule(
+            "aiges_embed._plugin", source: aiges_source_plugin(), natives: NativeFunctions.table)
+        guard PyObject_SetAttrString(embed.pointer, "_plugin", plugin.pointer) == 0 else {
+            throw PluginError.fromPython(.initFailed, "aiges_embed._plugin")
+        }
         let dataListNode = try attribute(embed.pointer, "DataListNode").take()
         let dataListCls = try attribute(embed.pointer, "DataListCls").take()
         func slot(_ type: PyPointer, _ name: StaticString) throws(PluginError) -> Int {
@@ -75,15 +86,24 @@ enum Bootstrap {
                 release: try interned("release")))
     }
 
-    /// Runs `source` as module `name`, with `natives` in its namespace, and registers it in sys.modules.
-    private static func makeModule(_ name: String, source: String, natives: [UnsafeMutablePointer<PyMethodDef>])
-        throws(PluginError) -> PyRef
-    {
+    /// Runs `source` (NUL-terminated) as module `name`, with `natives` in its namespace, and registers
+    /// it in sys.modules. A package gets an empty `__path__`: its only submodules are the ones
+    /// installed here (importing any other fails cleanly); a submodule's parent must be installed first.
+    private static func makeModule(
+        _ name: String, source: UnsafePointer<CChar>, natives: [UnsafeMutablePointer<PyMethodDef>],
+        isPackage: Bool = false
+    ) throws(PluginError) -> PyRef {
         let module = try PyRef(steal: PyModule_New(name), "creating module \(name)")
         guard let namespace = PyModule_GetDict(module.pointer) else {  // borrowed
             throw PluginError.fromPython(.initFailed, "module \(name)")
         }
         PyDict_SetItemString(namespace, "__builtins__", PyEval_GetBuiltins())
+        let package = try makeUnicode(isPackage ? name : String(name.prefix { $0 != "." }))
+        PyDict_SetItemString(namespace, "__package__", package.pointer)
+        if isPackage {
+            let path = try PyRef(steal: PyList_New(0), "\(name).__path__")
+            PyDict_SetItemString(namespace, "__path__", path.pointer)
+        }
         for definition in natives {
             let function = try PyRef(steal: PyCFunction_NewEx(definition, nil, nil), "native function")
             PyDict_SetItemString(namespace, definition.pointee.ml_name, function.pointer)
@@ -96,7 +116,7 @@ enum Bootstrap {
         return module
     }
 
-    /// Applies the `python.*` config keys and output capture (`_aiges_plugin.configure`). GIL required.
+    /// Applies the `python.*` config keys and output capture (`aiges_embed._plugin.configure`). GIL required.
     static func configureEnvironment(_ settings: [String: String]) throws(PluginError) {
         guard let objects else { throw PluginError(.initFailed, "aiges_embed not installed") }
         func text(_ key: String) throws(PluginError) -> PyRef {
@@ -111,14 +131,16 @@ enum Bootstrap {
             PyList_Append(paths.pointer, item.pointer)
         }
         let capture = !["0", "false", "no", "off"].contains(settings["log.capture_python"]?.lowercased() ?? "")
+        let level = try PyRef(steal: PyLong_FromLong(Log.pythonLevel), "log level")
         var arguments: [PyPointer?] = [
             venv.pointer, paths.pointer, executable.pointer, capture ? aiges_py_true() : aiges_py_false(),
+            level.pointer,
         ]
-        guard let result = aiges_py_vectorcall(objects.configure, &arguments, 4) else {
+        guard let result = aiges_py_vectorcall(objects.configure, &arguments, 5) else {
             throw PluginError.fromPython(.initFailed, "configuring the Python environment")
         }
         Py_DecRef(result)
-        let source = try makeUnicode(aigesEmbedSource)
+        let source = try PyRef(steal: PyUnicode_FromString(aiges_source_embed()), "aiges_embed's source")
         var sourceArgument: PyPointer? = source.pointer
         if let published = aiges_py_vectorcall(objects.publish, &sourceArgument, 1) {
             Py_DecRef(published)
@@ -133,7 +155,7 @@ enum Bootstrap {
         if let result = aiges_py_vectorcall(adopt, nil, 0) { Py_DecRef(result) } else { PyErr_Clear() }
     }
 
-    /// `_aiges_plugin.describe(exception)`: its summary line and traceback, or nil if that fails.
+    /// `aiges_embed._plugin.describe(exception)`: its summary line and traceback, or nil if that fails.
     static func describe(_ exception: PyPointer) -> (String, String)? {
         guard let describe = objects?.describe else { return nil }
         var argument: PyPointer? = exception

@@ -70,6 +70,15 @@ public struct PluginError: Error, Sendable {
     public let code: Int32
     /// Human-readable detail (for plugin codes); empty for wrapper.py's own codes.
     public let detail: String
+    /// The sid of the request that failed, when known (for the log).
+    public private(set) var sid: String?
+
+    /// The same error, logged with `sid`.
+    func with(sid: String) -> PluginError {
+        var copy = self
+        copy.sid = sid
+        return copy
+    }
 
     /// A failure of the plugin itself.
     init(_ kind: PluginErrorCode, _ detail: String) {

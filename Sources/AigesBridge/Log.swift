@@ -16,6 +16,18 @@ enum Log {
     /// Whether debug lines (sizes and timings) are wanted; checked before computing them.
     static var debugEnabled: Bool { PluginLogHandler.level.load(ordering: .relaxed) <= 1 }
 
+    /// The Python `logging` level number matching `log.level` (trace and debug: DEBUG, info and
+    /// notice: INFO, warning, error, critical).
+    static var pythonLevel: Int {
+        switch PluginLogHandler.level.load(ordering: .relaxed) {
+        case ...1: 10
+        case 2...3: 20
+        case 4: 30
+        case 5: 40
+        default: 50
+        }
+    }
+
     /// Monotonic nanoseconds, for debug timings.
     static func now() -> Int {
         var time = timespec()
@@ -38,7 +50,10 @@ enum Log {
             if let parsed = Logger.Level(rawValue: level.lowercased()) ?? aliases[level.lowercased()] {
                 PluginLogHandler.level.store(PluginLogHandler.rank(parsed), ordering: .relaxed)
             } else {
-                logger.warning("ignoring unknown log.level \"\(level)\"")
+                let current = Logger.Level.allCases[PluginLogHandler.level.load(ordering: .relaxed)]
+                logger.warning(
+                    "config log.level = \"\(level)\" is not a level (trace, debug, info, notice, warning, error, critical); using \(current)"
+                )
             }
         }
         let directory = settings["log.dir"].flatMap { $0.isEmpty ? nil : $0 } ?? "./log/server"

@@ -44,28 +44,30 @@ extension Plugin {
         do throws(PluginError) {
             try withGIL { () throws(PluginError) in
                 let params = try Params(params)
-                // Reachable before Python runs: wrapper.py may call back from another thread at once
-                // (held back until this call returned 0).
-                CallbackTargets.register(target, tags: [label, params.sidText])
-                if milliseconds > 0 {  // after registering: a timeout unregisters the target
-                    target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds)
-                }
-                let tag = try makeUnicode(label)
-                let persId = try PyRef(
-                    steal: PyLong_FromUnsignedLong(
-                        UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
-                var request = try LoanedRequest.make(request, "reqData")
-                let arguments = CallArguments(
-                    params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
-                    sid: params.sid.pointer)
-                if native {
-                    let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments)
-                    try request.finish()
-                    if code != 0 { throw PluginError(wrapperCode: code) }
-                } else {
-                    // Held references keep the request alive past this call, so its nodes get their own bytes.
-                    job = HeldArguments(arguments)
-                    try request.finish()
+                try failing(sid: params.sidText) { () throws(PluginError) in
+                    // Reachable before Python runs: wrapper.py may call back from another thread at once
+                    // (held back until this call returned 0).
+                    CallbackTargets.register(target, tags: [label, params.sidText])
+                    if milliseconds > 0 {  // after registering: a timeout unregisters the target
+                        target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds)
+                    }
+                    let tag = try makeUnicode(label)
+                    let persId = try PyRef(
+                        steal: PyLong_FromUnsignedLong(
+                            UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
+                    var request = try LoanedRequest.make(request, "reqData")
+                    let arguments = CallArguments(
+                        params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
+                        sid: params.sid.pointer)
+                    if native {
+                        let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments)
+                        try request.finish()
+                        if code != 0 { throw PluginError(wrapperCode: code) }
+                    } else {
+                        // Held references keep the request alive past this call, so its nodes get their own bytes.
+                        job = HeldArguments(arguments)
+                        try request.finish()
+                    }
                 }
             }
         } catch {

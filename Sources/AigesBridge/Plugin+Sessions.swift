@@ -26,25 +26,27 @@ extension Plugin {
             session = try withGIL { () throws(PluginError) -> Session in
                 let params = try Params(params)
                 let sid = params.sidText
-                let tag = try makeUnicode(tagText)
-                let persId = try PyRef(
-                    steal: PyLong_FromUnsignedLong(
-                        UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
-                // Reachable before Python runs: wrapper.py may deliver as soon as wrapperCreate runs
-                // (held back until it returned successfully).
-                CallbackTargets.register(target, tags: [tagText, sid])
-                let sidObject = try makeUnicode(sid)
-                let result = try wrapper.call(
-                    .wrapperCreate,
-                    CallArguments(
-                        params: params.dict.pointer, usrTag: tag.pointer, persId: persId.pointer,
-                        sid: sidObject.pointer))
-                let pythonHandle = try sessionHandle(from: result.pointer)
-                let handleText = string(fromUnicode: pythonHandle.pointer) ?? ""
-                CallbackTargets.register(target, tags: [handleText])
-                return Session(
-                    handle: handle, sid: sid, pythonHandle: handleText, target: target,
-                    handleObject: PythonObject(pythonHandle), sidObject: PythonObject(sidObject))
+                return try failing(sid: sid) { () throws(PluginError) -> Session in
+                    let tag = try makeUnicode(tagText)
+                    let persId = try PyRef(
+                        steal: PyLong_FromUnsignedLong(
+                            UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
+                    // Reachable before Python runs: wrapper.py may deliver as soon as wrapperCreate runs
+                    // (held back until it returned successfully).
+                    CallbackTargets.register(target, tags: [tagText, sid])
+                    let sidObject = try makeUnicode(sid)
+                    let result = try wrapper.call(
+                        .wrapperCreate,
+                        CallArguments(
+                            params: params.dict.pointer, usrTag: tag.pointer, persId: persId.pointer,
+                            sid: sidObject.pointer))
+                    let pythonHandle = try sessionHandle(from: result.pointer)
+                    let handleText = string(fromUnicode: pythonHandle.pointer) ?? ""
+                    CallbackTargets.register(target, tags: [handleText])
+                    return Session(
+                        handle: handle, sid: sid, pythonHandle: handleText, target: target,
+                        handleObject: PythonObject(pythonHandle), sidObject: PythonObject(sidObject))
+                }
             }
         } catch {
             _ = target.abandon()
@@ -57,7 +59,8 @@ extension Plugin {
             throw PluginError(.notInitialized, "wrapperFini ran while wrapperCreate was in progress")
         }
         target.arm()
-        Log.logger.debug("session \(session.sid) opened (\(callback == nil ? "pull" : "push"))")
+        Log.logger.debug(
+            "session opened (\(callback == nil ? "pull" : "push"))", metadata: ["sid": .string(session.sid)])
         return handle
     }
 
@@ -86,6 +89,10 @@ extension Plugin {
     /// The corresponding C function is `wrapperWrite`.
     public static func write(handle: UnsafeRawPointer?, request: UnsafeMutablePointer<DataList>?) throws(PluginError) {
         let session = try SessionHandles.find(handle, "wrapperWrite")
+        try failing(sid: session.sid) { () throws(PluginError) in try write(session, request) }
+    }
+
+    private static func write(_ session: Session, _ request: UnsafeMutablePointer<DataList>?) throws(PluginError) {
         let wrapper = try running()
         let started = Log.debugEnabled ? Log.now() : 0
         var bytes = 0
@@ -116,6 +123,12 @@ extension Plugin {
         guard let response else { throw PluginError(.invalidArgument, "wrapperRead: respData is NULL") }
         response.pointee = nil
         let session = try SessionHandles.find(handle, "wrapperRead")
+        try failing(sid: session.sid) { () throws(PluginError) in try read(session, response) }
+    }
+
+    private static func read(_ session: Session, _ response: UnsafeMutablePointer<UnsafeMutablePointer<DataList>?>)
+        throws(PluginError)
+    {
         _ = session.replaceLastRead([], bytes: 0, counted: false)  // the loader copied the previous read: free it
         let wrapper = try running()
         let started = Log.debugEnabled ? Log.now() : 0
@@ -156,7 +169,7 @@ extension Plugin {
             CallbackTargets.unregister(session.target)
             return
         }
-        try end(session, wrapper: wrapper)
+        try failing(sid: session.sid) { () throws(PluginError) in try end(session, wrapper: wrapper) }
     }
 
     /// Ends a session taken out of `SessionHandles`: closes its delivery (waiting for a callback in
@@ -168,7 +181,7 @@ extension Plugin {
         let code = try withGIL { () throws(PluginError) -> Int32 in
             try wrapper.callForCode(.wrapperDestroy, session.arguments)
         }
-        Log.logger.debug("session \(session.sid) closed: \(session.summary)")
+        Log.logger.debug("session closed: \(session.summary)", metadata: ["sid": .string(session.sid)])
         if code != 0 { throw PluginError(wrapperCode: code) }
     }
 
@@ -197,11 +210,17 @@ extension Plugin {
     /// The plugin's state as one JSON object: whether it is running, open sessions, pending async
     /// requests, live timers and async requests waiting for a fallback thread.
     static var stateSummary: String {
-        let running = (try? running()) != nil
-        return """
-            {"running": \(running), "sessions_open": \(SessionHandles.count), \
-            "async_pending": \(CallbackTargets.liveOnceCount), "timers": \(Timers.count), \
-            "fallback_waiting": \(fallbackPool.waiting)}
-            """
+        Metrics.json(
+            state: [("running", (try? running()) != nil ? "true" : "false")] + gauges.map { ($0.name, "\($0.value)") })
+    }
+
+    /// The plugin's current state, for the metrics.
+    static var gauges: [(name: String, help: String, value: Int)] {
+        [
+            ("sessions_open", "Sessions open.", SessionHandles.count),
+            ("async_pending", "Async requests waiting for their final result.", CallbackTargets.liveOnceCount),
+            ("timers", "Async timeouts armed.", Timers.count),
+            ("fallback_waiting", "Async requests waiting for a fallback thread.", fallbackPool.waiting),
+        ]
     }
 }

@@ -1,6 +1,7 @@
 import AigesABI
 import CPython
 import Glibc
+import Logging
 import Synchronization
 
 /// The plugin's service layer: lifecycle state and the work behind each exported C function.
@@ -37,6 +38,7 @@ public enum Plugin {
             state.withLock { $0 = .running(wrapper) }
         } catch {
             state.withLock { $0 = .stopped }
+            MetricsFile.finish()
             throw error
         }
     }
@@ -71,6 +73,7 @@ public enum Plugin {
                 // The wrapper is unloaded when init fails: keep its text for wrapperError(code).
                 throw PluginError(wrapperCode: code, text: wrapperText(wrapper, code))
             }
+            Bootstrap.adoptLogHandlers()  // again: wrapperInit may have called logging.basicConfig
             Log.logger.info("loaded \(className) from \(path)")
             return wrapper
         }
@@ -121,7 +124,10 @@ public enum Plugin {
             case .stopped: throw PluginError(.notInitialized, "wrapperFini without a successful wrapperInit")
             }
         }
-        defer { state.withLock { $0 = .stopped } }
+        defer {
+            state.withLock { $0 = .stopped }
+            MetricsFile.finish()  // written once more as the plugin stops
+        }
         let shutDown = PluginError(.shutDown, "wrapperFini ended the request")
         ErrorTexts.record(shutDown)
         let pending = CallbackTargets.takeAllOnce()
@@ -208,21 +214,23 @@ public enum Plugin {
         let batch = try withGIL { () throws(PluginError) -> OutputBatch in
             let params = try Params(params)
             if started > 0 { sid = params.sidText }
-            let tag = try makeUnicode(usrTag ?? emptyCString, length: usrTag.map { strlen($0) } ?? 0)
-            let persId = try PyRef(
-                steal: PyLong_FromUnsignedLong(
-                    UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),
-                "persId")
-            var request = try LoanedRequest.make(request, "reqData")
-            let result = try wrapper.call(
-                .wrapperOnceExec,
-                CallArguments(
-                    params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
-                    sid: params.sid.pointer))
-            let batch = try OutputBatch(result.pointer, kind: .once)
-            inputBytes = request.byteCount
-            try request.finish()
-            return batch
+            return try failing(sid: params.sidText) { () throws(PluginError) -> OutputBatch in
+                let tag = try makeUnicode(usrTag ?? emptyCString, length: usrTag.map { strlen($0) } ?? 0)
+                let persId = try PyRef(
+                    steal: PyLong_FromUnsignedLong(
+                        UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),
+                    "persId")
+                var request = try LoanedRequest.make(request, "reqData")
+                let result = try wrapper.call(
+                    .wrapperOnceExec,
+                    CallArguments(
+                        params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
+                        sid: params.sid.pointer))
+                let batch = try OutputBatch(result.pointer, kind: .once)
+                inputBytes = request.byteCount
+                try request.finish()
+                return batch
+            }
         }
         if started > 0 {
             Log.debug(
@@ -247,6 +255,14 @@ public enum Plugin {
     }
 }
 
+/// Runs `body`; an error it throws is logged with `sid` (computed only then).
+@inline(__always)
+func failing<Result: ~Copyable>(sid: @autoclosure () -> String, _ body: () throws(PluginError) -> Result)
+    throws(PluginError) -> Result
+{
+    do { return try body() } catch { throw error.sid == nil ? error.with(sid: sid()) : error }
+}
+
 /// Output lists handed to the loader by `wrapperExec`, until `wrapperExecFree`.
 enum ExecOutputs {
     private static let live = Mutex<[UInt: OutputBatch]>([:])
@@ -265,15 +281,26 @@ enum ExecOutputs {
     }
 }
 
-/// Runs an entry point's body and returns the loader's int: 0, or the error's code with its
-/// text recorded for `wrapperError`.
-public func errorCode(_ body: () throws(PluginError) -> Void) -> Int32 {
+/// Runs entry point `entry`'s body and returns the loader's int: 0, or the error's code with its
+/// text recorded for `wrapperError`. Counts the call (`Metrics`) and logs every non-zero result
+/// once, with the request's sid: wrapper.py's own codes at warning, the plugin's at error.
+public func errorCode(_ entry: EntryPoint, _ body: () throws(PluginError) -> Void) -> Int32 {
+    let started = Metrics.begin(entry)
     do {
         try body()
+        Metrics.end(entry, since: started, code: 0)
         return 0
     } catch {
         ErrorTexts.record(error)
-        if error.isPluginCode { Log.logger.debug("returning \(error.code): \(error.detail)") }
+        Metrics.end(entry, since: started, code: error.code)
+        let metadata: Logger.Metadata = ["sid": .string(error.sid ?? "-")]
+        if error.isPluginCode {
+            let name = PluginErrorCode(rawValue: error.code).map { "\($0)" } ?? "?"
+            Log.logger.error("\(entry.name) returned \(error.code) (\(name)): \(error.detail)", metadata: metadata)
+        } else {
+            let detail = error.detail.isEmpty ? "" : ": \(error.detail)"
+            Log.logger.warning("\(entry.name) returned wrapper.py's code \(error.code)\(detail)", metadata: metadata)
+        }
         return error.code
     }
 }

@@ -1,9 +1,39 @@
-/// The plugin's own config keys (besides `wrapper.*`, `python.*` and `log.*`), read at `wrapperInit`.
+import Glibc
+
+/// The plugin's own config keys, checked at `wrapperInit`.
 ///
-/// A value that cannot be read fails `wrapperInit` with a text naming the key and the value.
+/// A value that cannot be read fails `wrapperInit` with a text naming the key and the value (where
+/// a default is safer — `log.level`, an unwritable `log.dir` — `Log.configure` warns instead). An
+/// unknown key in the plugin's namespaces gets a warning naming the nearest known key.
 enum Settings {
-    /// Applies `gil.gate_us`, `data.copy`, `data.lend`, `async.timeout_ms` and `async.fallback_threads`.
+    /// Every key the plugin reads.
+    static let known = [
+        "wrapper.file", "wrapper.class", "python.venv", "python.path", "python.executable", "log.level", "log.dir",
+        "log.max_mb", "log.backups", "log.capture_python", "gil.gate_us", "data.copy", "data.lend",
+        "async.timeout_ms", "async.fallback_threads", "workers", "metrics.file", "metrics.interval_s",
+    ]
+
+    /// The prefixes of the plugin's own keys (other keys are wrapper.py's or the loader's).
+    static let namespaces = ["wrapper.", "python.", "log.", "gil.", "data.", "async.", "metrics.", "workers"]
+
+    /// Checks every key and applies `gil.gate_us`, `data.*`, `async.*` and `metrics.*`.
     static func apply(_ settings: [String: String]) throws(PluginError) {
+        warnAboutUnknownKeys(settings)
+        _ = try integer(settings, "log.max_mb", default: 64, range: 1...1_048_576)
+        _ = try integer(settings, "log.backups", default: 5, range: 0...1000)
+        _ = try flag(settings, "log.capture_python", default: true)
+        if let executable = settings["python.executable"], !executable.isEmpty, access(executable, X_OK) != 0 {
+            throw PluginError(
+                .initFailed,
+                "config python.executable = \"\(executable)\": not an executable file (\(String(cString: strerror(errno))))"
+            )
+        }
+        let workers = try integer(settings, "workers", default: 0, range: 0...256)
+        guard workers == 0 else {
+            throw PluginError(
+                .initFailed, "config workers = \"\(workers)\": worker processes are not in this version; use 0")
+        }
+        let metricsSeconds = try integer(settings, "metrics.interval_s", default: 15, range: 1...86_400)
         let gate = try integer(settings, "gil.gate_us", default: 50, range: 0...1_000_000)
         let copy = try flag(settings, "data.copy")
         let lend = try flag(settings, "data.lend")
@@ -17,11 +47,40 @@ enum Settings {
         DataPath.mode.store(mode.rawValue, ordering: .relaxed)
         Plugin.defaultTimeoutMilliseconds.store(timeout, ordering: .relaxed)
         Plugin.fallbackPool.maximumThreads = fallback
+        let metricsFile = settings["metrics.file"].flatMap { $0.isEmpty ? nil : $0 }
+        if let metricsFile, let problem = MetricsFile.write(to: metricsFile) {
+            throw PluginError(.initFailed, "config metrics.file = \"\(metricsFile)\": \(problem)")
+        }
+        MetricsFile.start(path: metricsFile, seconds: metricsSeconds)
     }
 
-    /// A boolean key: 1/true/yes/on or 0/false/no/off (any case); missing or empty is false.
-    static func flag(_ settings: [String: String], _ key: String) throws(PluginError) -> Bool {
-        guard let value = settings[key], !value.isEmpty else { return false }
+    /// Warns about keys in the plugin's namespaces that it does not read, naming the nearest known key.
+    static func warnAboutUnknownKeys(_ settings: [String: String]) {
+        for key in settings.keys.sorted() where !known.contains(key) {
+            guard namespaces.contains(where: { key.hasPrefix($0) }) else { continue }
+            let nearest = known.min { distance(key, $0) < distance(key, $1) } ?? ""
+            Log.logger.warning("config \(key) is not a key this plugin reads; did you mean \(nearest)?")
+        }
+    }
+
+    /// Edit distance between two keys (insertions, deletions, substitutions).
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8)
+        let b = Array(b.utf8)
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1] + Array(repeating: 0, count: b.count)
+            for (j, y) in b.enumerated() {
+                current[j + 1] = Swift.min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
+    /// A boolean key: 1/true/yes/on or 0/false/no/off (any case); missing or empty is `default`.
+    static func flag(_ settings: [String: String], _ key: String, default: Bool = false) throws(PluginError) -> Bool {
+        guard let value = settings[key], !value.isEmpty else { return `default` }
         switch value.lowercased() {
         case "1", "true", "yes", "on": return true
         case "0", "false", "no", "off": return false

@@ -131,6 +131,36 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
             methods.append(Self.plan(method, found))
         }
         self.methods = methods
+        guard defines(.wrapperOnceExec) || defines(.wrapperOnceExecAsync) || defines(.wrapperCreate) else {
+            throw PluginError(
+                .initFailed,
+                "\(path.lastComponent): class \(className) defines none of wrapperOnceExec, wrapperOnceExecAsync, "
+                    + "wrapperCreate: the loader could not call it")
+        }
+        try warnAboutMisspelledMethods(className, objects)
+    }
+
+    /// Warns about methods named like an entry point that none is ("wrapperOnceExce"), naming the
+    /// nearest entry point. Stubs of the aiges SDK's WrapperBase are not the author's and are skipped.
+    private func warnAboutMisspelledMethods(_ className: String, _ objects: Bootstrap.Objects) throws(PluginError) {
+        let names = try PyRef(steal: PyObject_Dir(instance.pointer), "dir(\(className))")
+        let known = WrapperMethod.allCases.map(\.name)
+        for index in 0..<PyList_Size(names.pointer) {
+            guard let item = PyList_GetItem(names.pointer, index), let name = string(fromUnicode: item),
+                name.lowercased().hasPrefix("wrapper"), !known.contains(name)
+            else { continue }
+            var arguments: [PyPointer?] = [instance.pointer, item]
+            guard let found = aiges_py_vectorcall(objects.method, &arguments, 2) else {
+                PyErr_Clear()
+                continue
+            }
+            let isMethod = found != aiges_py_none()
+            Py_DecRef(found)
+            guard isMethod else { continue }
+            let nearest = known.min { Settings.distance(name, $0) < Settings.distance(name, $1) } ?? ""
+            Log.logger.warning(
+                "\(className).\(name) is not an entry point the plugin calls; did you mean \(nearest)?")
+        }
     }
 
     /// The method and its argument plan from the helper's `(callable, [(name, has default)], *args)`
@@ -180,7 +210,8 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
         let deadline = monotonicNow() + wait * 1_000_000_000
         while aiges_calls_elsewhere() > 0, monotonicNow() < deadline { usleep(1000) }
         if aiges_calls_elsewhere() > 0 {
-            Log.logger.error("wrapperFini: wrapper.py calls still running after \(wait) s; calling its wrapperFini anyway")
+            Log.logger.error(
+                "wrapperFini: wrapper.py calls still running after \(wait) s; calling its wrapperFini anyway")
         }
         guard defines(.wrapperFini) else { return 0 }
         return try withGIL { () throws(PluginError) -> Int32 in

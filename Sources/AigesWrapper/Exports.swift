@@ -8,19 +8,19 @@ import AigesBridge
 /// Hands the plugin a loader hook (`CTMeterCustom`, `CTTraceLog`); callable before `wrapperInit`.
 @_cdecl("wrapperSetCtrl")
 public func wrapperSetCtrl(_ type: CtrlType, _ function: UnsafeMutableRawPointer?) -> Int32 {
-    errorCode { () throws(PluginError) in try LoaderHooks.set(type: type, function: function) }
+    errorCode(.wrapperSetCtrl) { () throws(PluginError) in try LoaderHooks.set(type: type, function: function) }
 }
 
 /// Starts Python, loads wrapper.py and calls its `wrapperInit(config)`.
 @_cdecl("wrapperInit")
 public func wrapperInit(_ config: pConfig?) -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.initialize(config: config) }
+    errorCode(.wrapperInit) { () throws(PluginError) in try Plugin.initialize(config: config) }
 }
 
 /// Calls wrapper.py's `wrapperFini()` and unloads it.
 @_cdecl("wrapperFini")
 public func wrapperFini() -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.finish() }
+    errorCode(.wrapperFini) { () throws(PluginError) in try Plugin.finish() }
 }
 
 /// Text for an error code; the pointer stays valid after the call.
@@ -38,13 +38,13 @@ public func wrapperVersion() -> UnsafePointer<CChar> {
 /// Loads personalisation data under `resId`.
 @_cdecl("wrapperLoadRes")
 public func wrapperLoadRes(_ data: pDataList?, _ resId: UInt32) -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.loadResource(data, resId: resId) }
+    errorCode(.wrapperLoadRes) { () throws(PluginError) in try Plugin.loadResource(data, resId: resId) }
 }
 
 /// Unloads the personalisation data loaded under `resId`.
 @_cdecl("wrapperUnloadRes")
 public func wrapperUnloadRes(_ resId: UInt32) -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.unloadResource(resId: resId) }
+    errorCode(.wrapperUnloadRes) { () throws(PluginError) in try Plugin.unloadResource(resId: resId) }
 }
 
 /// Opens a session; returns NULL and sets `*errNum` on failure.
@@ -54,7 +54,7 @@ public func wrapperCreate(
     _ psrIds: UnsafeMutablePointer<UInt32>?, _ psrCnt: Int32, _ errNum: UnsafeMutablePointer<Int32>?
 ) -> UnsafeRawPointer? {
     var handle: UnsafeRawPointer?
-    let code = errorCode { () throws(PluginError) in
+    let code = errorCode(.wrapperCreate) { () throws(PluginError) in
         handle = try Plugin.createSession(
             usrTag: usrTag, params: params, callback: callback, personalisationIds: psrIds, personalisationCount: psrCnt
         )
@@ -66,19 +66,19 @@ public func wrapperCreate(
 /// Sends a chunk of session input.
 @_cdecl("wrapperWrite")
 public func wrapperWrite(_ handle: UnsafeRawPointer?, _ request: pDataList?) -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.write(handle: handle, request: request) }
+    errorCode(.wrapperWrite) { () throws(PluginError) in try Plugin.write(handle: handle, request: request) }
 }
 
 /// Pulls available session output.
 @_cdecl("wrapperRead")
 public func wrapperRead(_ handle: UnsafeRawPointer?, _ response: UnsafeMutablePointer<pDataList?>?) -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.read(handle: handle, response: response) }
+    errorCode(.wrapperRead) { () throws(PluginError) in try Plugin.read(handle: handle, response: response) }
 }
 
 /// Closes a session.
 @_cdecl("wrapperDestroy")
 public func wrapperDestroy(_ handle: UnsafeRawPointer?) -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.destroy(handle: handle) }
+    errorCode(.wrapperDestroy) { () throws(PluginError) in try Plugin.destroy(handle: handle) }
 }
 
 /// One-shot synchronous request; `*respData` stays the plugin's until `wrapperExecFree`.
@@ -87,7 +87,7 @@ public func wrapperExec(
     _ usrTag: UnsafePointer<CChar>?, _ params: pParamList?, _ request: pDataList?,
     _ response: UnsafeMutablePointer<pDataList?>?, _ psrIds: UnsafeMutablePointer<UInt32>?, _ psrCnt: Int32
 ) -> Int32 {
-    errorCode { () throws(PluginError) in
+    errorCode(.wrapperExec) { () throws(PluginError) in
         try Plugin.exec(
             usrTag: usrTag, params: params, request: request, response: response, personalisationIds: psrIds,
             personalisationCount: psrCnt)
@@ -97,7 +97,7 @@ public func wrapperExec(
 /// Releases what `wrapperExec` returned; never reads `usrTag`.
 @_cdecl("wrapperExecFree")
 public func wrapperExecFree(_ usrTag: UnsafePointer<CChar>?, _ response: UnsafeMutablePointer<pDataList?>?) -> Int32 {
-    errorCode { () throws(PluginError) in try Plugin.releaseExecOutput(response) }
+    errorCode(.wrapperExecFree) { () throws(PluginError) in try Plugin.releaseExecOutput(response) }
 }
 
 /// One-shot asynchronous request; the result arrives through `callback(usrTag, …)`.
@@ -106,7 +106,7 @@ public func wrapperExecAsync(
     _ usrTag: UnsafePointer<CChar>?, _ params: pParamList?, _ request: pDataList?, _ callback: wrapperCallback?,
     _ timeout: Int32, _ psrIds: UnsafeMutablePointer<UInt32>?, _ psrCnt: Int32
 ) -> Int32 {
-    errorCode { () throws(PluginError) in
+    errorCode(.wrapperExecAsync) { () throws(PluginError) in
         try Plugin.execAsync(
             usrTag: usrTag, params: params, request: request, callback: callback, timeout: timeout,
             personalisationIds: psrIds, personalisationCount: psrCnt)

@@ -23,6 +23,10 @@ void aiges_calls_leave(void) {
     __atomic_fetch_sub(&calls_in_progress, 1, __ATOMIC_ACQ_REL);
 }
 
+void aiges_counter_add(long *counter, long value) { __atomic_fetch_add(counter, value, __ATOMIC_RELAXED); }
+
+long aiges_counter_load(const long *counter) { return __atomic_load_n(counter, __ATOMIC_RELAXED); }
+
 long aiges_calls_elsewhere(void) { return __atomic_load_n(&calls_in_progress, __ATOMIC_ACQUIRE) - calls_here; }
 
 long long aiges_monotonic_ns(void) {

@@ -80,7 +80,7 @@ int run_async(const Options *options, Plugin *plugin) {
         failures += issuers[t].failures;
     }
     int open = callbacks_wait(options->waitMs);
-    if (options->lingerMs > 0) usleep((useconds_t)options->lingerMs * 1000);
+    if (options->lingerMs > 0) sleep_ms(options->lingerMs);
     for (int index = 0; index < total; index++) {
         Pending *record = callbacks_get(index);
         if (record->tagPointer == NULL) continue;
@@ -105,6 +105,7 @@ int run_async(const Options *options, Plugin *plugin) {
     callbacks_clear();
     if (!options->noInit) printf("state: %s\n", plugin->debugInfo(NULL)); /* the plugin's own summary */
     failures += unload_resources(options, plugin);
+    print_stats(options, plugin);
     if (!options->noInit && plugin->fini() != 0) failures++;
     printf("async: %d requests, %d unfinished, %d failed\n", total, open, failures);
     return failures == 0 ? 0 : 1;

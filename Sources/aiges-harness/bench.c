@@ -186,6 +186,7 @@ int run_bench(const Options *options, Plugin *plugin) {
             free(samples);
             for (int t = 0; t < threadCounts[i]; t++) failures += runs[t].failures;
         }
+        if (gate == 1) print_stats(options, plugin); /* the last configuration's: the gate-off throughput runs */
         plugin->fini();
     }
 

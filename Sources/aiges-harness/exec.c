@@ -3,8 +3,10 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
+
 
 #include "options.h"
 
@@ -13,8 +15,20 @@ typedef struct {
     Plugin *plugin;
     int thread;
     int failures;
-    int call; /* --churn: the one request this thread makes */
+    int call;      /* --churn: the one request this thread makes */
+    long *samples; /* ns of wrapperExec + wrapperExecFree per request, indexed by call; NULL: not kept */
 } Caller;
+
+static long now_ns(void) {
+    struct timespec time;
+    clock_gettime(CLOCK_MONOTONIC, &time);
+    return time.tv_sec * 1000000000L + time.tv_nsec;
+}
+
+static int compare_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
 
 static pthread_mutex_t printLock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -31,14 +45,16 @@ static int one_request(Caller *caller, int call) {
     char usrTag[64];
     snprintf(usrTag, sizeof usrTag, "tag-%d-%d", caller->thread, call);
 
+    long start = now_ns();
     int code = caller->plugin->exec(usrTag, paramList, request, &response, (unsigned int *)options->persIds,
                                     options->persCount);
+    long elapsed = now_ns() - start;
     /* The loader frees its input right after the call: poisoned, so any late read shows. */
     params_free(paramList);
     data_free(request);
 
     int failed = code != 0;
-    if (options->readDelayMs > 0) usleep((useconds_t)options->readDelayMs * 1000);
+    if (options->readDelayMs > 0) sleep_ms(options->readDelayMs);
     pthread_mutex_lock(&printLock);
     if (code != 0) {
         printf("request %d.%d: wrapperExec returned %d: %s\n", caller->thread, call, code, caller->plugin->error(code));
@@ -55,12 +71,15 @@ static int one_request(Caller *caller, int call) {
 
     if (response != NULL) {
         memset(usrTag, 0xDB, sizeof usrTag); /* the loader frees usrTag before wrapperExecFree */
+        start = now_ns();
         int freed = caller->plugin->execFree(usrTag, &response);
+        elapsed += now_ns() - start;
         if (freed != 0 || response != NULL) {
             printf("request %d.%d: wrapperExecFree returned %d\n", caller->thread, call, freed);
             failed = 1;
         }
     }
+    if (caller->samples != NULL) caller->samples[call] = elapsed;
     return failed;
 }
 
@@ -76,22 +95,38 @@ static void *caller_main(void *argument) {
     return NULL;
 }
 
+/* The second summary line: requests per second over the requests' wall time, and latency percentiles. */
+static void print_throughput(const Options *options, long *samples, int total, long wallNs) {
+    if (samples == NULL || total == 0) return;
+    qsort(samples, (size_t)total, sizeof *samples, compare_long);
+    double seconds = wallNs / 1e9;
+    printf("exec throughput: %.1f requests/s (%d in %.3f s, %d thread%s%s); latency of wrapperExec + "
+           "wrapperExecFree: p50 %.1f µs, p90 %.1f µs, p99 %.1f µs, max %.1f µs\n",
+           seconds > 0 ? total / seconds : 0.0, total, seconds, options->churn ? 1 : options->threads,
+           !options->churn && options->threads > 1 ? "s" : "", options->churn ? ", a new one per request" : "",
+           samples[(long)total * 50 / 100] / 1e3, samples[(long)total * 90 / 100] / 1e3,
+           samples[(long)total * 99 / 100] / 1e3, samples[total - 1] / 1e3);
+}
+
 int run_exec(const Options *options, Plugin *plugin) {
     if (!options->noInit && harness_init(options, plugin) != 0) return 1;
     if (load_resources(options, plugin) != 0) return 1;
+    int total = options->churn ? options->repeat : options->threads * options->repeat;
+    long *samples = calloc((size_t)total, sizeof *samples); /* NULL (too many): no latency line */
     long rssBefore = rss_kib();
     Caller callers[256];
     pthread_t threads[256];
     int failures = 0;
+    long start = now_ns();
     for (int call = 0; options->churn && call < options->repeat; call++) {
-        Caller caller = {options, plugin, 0, 0, call};
+        Caller caller = {options, plugin, 0, 0, call, samples};
         pthread_t thread;
         if (pthread_create(&thread, NULL, churn_main, &caller) != 0) return 1;
         pthread_join(thread, NULL);
         failures += caller.failures;
     }
     for (int t = 0; !options->churn && t < options->threads; t++) {
-        callers[t] = (Caller){options, plugin, t, 0, 0};
+        callers[t] = (Caller){options, plugin, t, 0, 0, samples ? samples + (long)t * options->repeat : NULL};
         if (pthread_create(&threads[t], NULL, caller_main, &callers[t]) != 0) {
             fprintf(stderr, "harness: cannot start thread %d\n", t);
             return 1;
@@ -101,8 +136,9 @@ int run_exec(const Options *options, Plugin *plugin) {
         pthread_join(threads[t], NULL);
         failures += callers[t].failures;
     }
-    int total = options->churn ? options->repeat : options->threads * options->repeat;
+    long wall = now_ns() - start;
     failures += unload_resources(options, plugin);
+    print_stats(options, plugin);
     if (!options->noInit) {
         int code = plugin->fini();
         if (code != 0) {
@@ -111,5 +147,7 @@ int run_exec(const Options *options, Plugin *plugin) {
         }
     }
     printf("exec: %d requests, %d failed (rss %+ld KiB)\n", total, failures, rss_kib() - rssBefore);
+    print_throughput(options, samples, total, wall);
+    free(samples);
     return failures == 0 ? 0 : 1;
 }

@@ -6,9 +6,11 @@
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "options.h"
@@ -18,11 +20,16 @@ static void usage(FILE *out) {
             "usage: aiges-harness [MODE] [options]\n"
             "\n"
             "modes:\n"
-            "  exec     (default) one-shot requests through wrapperExec / wrapperExecFree\n"
+            "  exec     (default) one-shot requests through wrapperExec / wrapperExecFree; the summary has\n"
+            "           throughput and latency percentiles (p50/p90/p99 of wrapperExec + wrapperExecFree)\n"
             "  session  sessions: wrapperCreate, one wrapperWrite per -i chunk, wrapperRead (or callbacks\n"
             "           with --push) until a DataEnd result, wrapperDebugInfo, wrapperDestroy\n"
             "  async    one-shot requests through wrapperExecAsync; waits for and checks every callback\n"
-            "  probe    checks the plugin's handling of bad calls through the ABI (needs an echo wrapper.py)\n"
+            "  probe    calls the ABI the wrong way on purpose (NULL and foreign pointers, calls out of order,\n"
+            "           unknown handles, cyclic lists, calls after wrapperFini) and checks each gets an error\n"
+            "           code and text; works with any wrapper.py: the checks that need a wrapper.py echoing\n"
+            "           its input (examples/echo) are skipped with a note for one that does not; -p and -i\n"
+            "           give the request its checks of served calls use (default: one text node \"probe\")\n"
             "  bench    latency, throughput and RSS per workload of scripts/bench/wrapper.py, zero-copy vs\n"
             "           copy mode vs the Python floor (-n sets the RSS call count, default 100000)\n"
             "\n"
@@ -34,17 +41,21 @@ static void usage(FILE *out) {
             "                        SIZE may end in K or M) or literal text; TYPE is text|audio|image|video|per|N\n"
             "  -d, --desc K.N=V      desc entry N=V on input node K\n"
             "  -n, --repeat N        requests per thread (default 1)\n"
-            "  -t, --threads N       caller threads (default 1)\n"
+            "  -t, --threads N       caller threads, 1 to 256 (default 1)\n"
             "  -o, --out-dir DIR     write each output node's data to DIR/KEY (thread 0, latest request)\n"
             "  -u, --unique          append #THREAD-CALL to every input so each request differs\n"
             "  -e, --check-echo      every output node must equal the input node with the same key\n"
             "  -q, --quiet           print only failures and the summary\n"
+            "      --stats           print the plugin's snapshot, wrapperDebugInfo(NULL), as \"stats: JSON\"\n"
+            "                        after the run, before wrapperFini\n"
             "      --no-init         skip wrapperInit (shows how calls before init fail)\n"
             "      --hooks           install meter and trace hooks (wrapperSetCtrl) that print each call\n"
             "      --churn           exec: run every request on a new thread that exits right after it\n"
             "      --read-delay-ms MS  exec: wait MS after wrapperExec returns before reading its output\n"
             "      --debug-calls N   session: N more wrapperDebugInfo calls per session (and N with NULL), RSS shown\n"
-            "  -r, --res ID:PATCH=VALUE  wrapperLoadRes a DataPer node (desc patch_id=PATCH) before, unload after\n"
+            "  -r, --res ID[:PATCH]=VALUE  before the requests, wrapperLoadRes(node, ID) of a DataPer node whose\n"
+            "                        data is VALUE (as for -i: @FILE, gen:SIZE or text) and whose desc has\n"
+            "                        patch_id=PATCH if given; wrapperUnloadRes(ID) after them\n"
             "      --pers ID         pass ID in psrIds (repeatable)\n"
             "session and async:\n"
             "  -s, --sessions N      sessions per round, writes interleaved (default 1); -n sets rounds\n"
@@ -56,7 +67,36 @@ static void usage(FILE *out) {
             "      --expect-ret N    the ret every async callback must carry (default 0)\n"
             "      --nested-exec     each callback waits for a wrapperExec on another thread before returning\n"
             "\n"
+            "Numbers are whole decimal numbers; MS and counts are from 0 (-n, -t, -s from 1) to 2147483647.\n"
             "exit status: 0 ok, 1 a call failed, 2 bad command line, 3 the plugin cannot be loaded\n");
+}
+
+/* A bad command line: one line on stderr, exit status 2. */
+__attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *format, ...) {
+    va_list arguments;
+    va_start(arguments, format);
+    fputs("aiges-harness: ", stderr);
+    vfprintf(stderr, format, arguments);
+    fputc('\n', stderr);
+    va_end(arguments);
+    exit(2);
+}
+
+/* A whole decimal number from min to max: digits only (a leading '-' only where min < 0), no blanks. */
+static long long whole_number(const char *option, const char *text, long long min, long long max) {
+    const char *digits = text[0] == '-' && min < 0 ? text + 1 : text;
+    int valid = *digits != '\0';
+    for (const char *c = digits; valid && *c != '\0'; c++) valid = *c >= '0' && *c <= '9';
+    long long value = 0;
+    if (valid) {
+        errno = 0;
+        value = strtoll(text, NULL, 10);
+        valid = errno == 0;
+    }
+    if (!valid || value < min || value > max) {
+        fail("%s: \"%s\" is not a whole number from %lld to %lld", option, text, min, max);
+    }
+    return value;
 }
 
 static int split_pair(char *text, Pair *pair) {
@@ -68,19 +108,16 @@ static int split_pair(char *text, Pair *pair) {
     return 0;
 }
 
-static int parse_type(const char *name, DataType *type) {
+static DataType parse_type(const char *option, const char *name) {
     static const char *names[] = {"text", "audio", "image", "video", "per"};
     for (int i = 0; i < 5; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            *type = (DataType)i;
-            return 0;
-        }
+        if (strcmp(name, names[i]) == 0) return (DataType)i;
     }
-    char *end;
-    long value = strtol(name, &end, 10);
-    if (*name == '\0' || *end != '\0' || value < 0 || value > INT_MAX) return -1;
-    *type = (DataType)value;
-    return 0;
+    const char *digits = name;
+    int valid = *digits != '\0';
+    for (const char *c = digits; valid && *c != '\0'; c++) valid = *c >= '0' && *c <= '9';
+    if (!valid) fail("%s: unknown TYPE \"%s\" (text, audio, image, video, per or a number)", option, name);
+    return (DataType)whole_number(option, name, 0, INT_MAX);
 }
 
 static int read_file(const char *path, unsigned char **bytes, size_t *len) {
@@ -98,6 +135,7 @@ static int read_file(const char *path, unsigned char **bytes, size_t *len) {
         }
     }
     int failed = ferror(file) || buffer == NULL;
+    if (failed && errno == 0) errno = EIO;
     fclose(file);
     if (failed) {
         free(buffer);
@@ -122,66 +160,103 @@ static unsigned char *pattern(size_t len) {
     return bytes;
 }
 
-static int parse_size(const char *text, size_t *size) {
-    char *end;
-    errno = 0;
-    unsigned long long value = strtoull(text, &end, 10);
-    if (end == text || errno != 0) return -1;
-    if (*end == 'K' || *end == 'k') value <<= 10, end++;
-    else if (*end == 'M' || *end == 'm') value <<= 20, end++;
-    if (*end != '\0' || value > 0xFFFFFFFFull) return -1;
-    *size = (size_t)value;
-    return 0;
+/* gen:SIZE: digits, optionally ending in K or M, below 4 GiB (a node's len is 32 bits). */
+static size_t parse_size(const char *option, const char *text) {
+    const char *c = text;
+    unsigned long long value = 0;
+    int valid = *c >= '0' && *c <= '9';
+    for (; valid && *c >= '0' && *c <= '9'; c++) {
+        value = value * 10 + (unsigned long long)(*c - '0');
+        if (value > 0xFFFFFFFFull) valid = 0;
+    }
+    if (valid && (*c == 'K' || *c == 'k')) value <<= 10, c++;
+    else if (valid && (*c == 'M' || *c == 'm')) value <<= 20, c++;
+    if (!valid || *c != '\0' || value > 0xFFFFFFFFull) {
+        fail("%s: \"gen:%s\": SIZE is not a whole number of bytes, optionally ending in K or M, below 4 GiB", option,
+             text);
+    }
+    return (size_t)value;
 }
 
-static int parse_input(char *text, NodeSpec *spec) {
+/* A node's VALUE, as -i and -r take it: @FILE (its bytes), gen:SIZE (pattern bytes) or literal text. */
+static void parse_value(const char *option, char *value, unsigned char **bytes, size_t *len) {
+    if (value[0] == '@') {
+        errno = 0;
+        if (read_file(value + 1, bytes, len) != 0) fail("%s: cannot read \"%s\": %s", option, value + 1, strerror(errno));
+    } else if (strncmp(value, "gen:", 4) == 0) {
+        *len = parse_size(option, value + 4);
+        if ((*bytes = pattern(*len)) == NULL) fail("%s: out of memory for gen:%s", option, value + 4);
+    } else {
+        *bytes = (unsigned char *)value;
+        *len = strlen(value);
+    }
+}
+
+static void parse_input(const char *option, char *text, NodeSpec *spec) {
     Pair pair;
-    if (split_pair(text, &pair) != 0) return -1;
+    char *whole = strdup(text);
+    if (split_pair(text, &pair) != 0) fail("%s: \"%s\" is not KEY[:TYPE]=VALUE", option, whole);
     memset(spec, 0, sizeof *spec);
     spec->status = DataOnce;
     char *colon = strchr(pair.key, ':');
     if (colon != NULL) {
         *colon = '\0';
-        if (parse_type(colon + 1, &spec->type) != 0) return -1;
+        spec->type = parse_type(option, colon + 1);
     }
+    if (pair.key[0] == '\0') fail("%s: \"%s\" has an empty KEY", option, whole);
     spec->key = pair.key;
-    if (pair.value[0] == '@') {
-        if (read_file(pair.value + 1, &spec->bytes, &spec->len) != 0) {
-            fprintf(stderr, "harness: cannot read %s: %s\n", pair.value + 1, strerror(errno));
-            return -1;
-        }
-    } else if (strncmp(pair.value, "gen:", 4) == 0) {
-        if (parse_size(pair.value + 4, &spec->len) != 0 || (spec->bytes = pattern(spec->len)) == NULL) return -1;
-    } else {
-        spec->bytes = (unsigned char *)pair.value;
-        spec->len = strlen(pair.value);
-    }
-    return 0;
+    parse_value(option, pair.value, &spec->bytes, &spec->len);
+    free(whole);
 }
 
-static int add_desc(Options *options, char *text) {
+static void parse_resource(const char *option, char *text, Resource *resource) {
     Pair pair;
-    if (split_pair(text, &pair) != 0) return -1;
-    char *dot = strchr(pair.key, '.');
-    if (dot == NULL) return -1;
+    char *whole = strdup(text);
+    if (split_pair(text, &pair) != 0) fail("%s: \"%s\" is not ID[:PATCH]=VALUE", option, whole);
+    char *colon = strchr(pair.key, ':');
+    if (colon != NULL) *colon = '\0';
+    memset(resource, 0, sizeof *resource);
+    resource->id = (unsigned int)whole_number(option, pair.key, 0, UINT_MAX);
+    resource->patch = colon != NULL ? colon + 1 : NULL;
+    parse_value(option, pair.value, &resource->bytes, &resource->len);
+    free(whole);
+}
+
+static void add_desc(Options *options, const char *option, char *text) {
+    Pair pair;
+    char *whole = strdup(text);
+    char *dot;
+    if (split_pair(text, &pair) != 0 || (dot = strchr(pair.key, '.')) == NULL || dot == pair.key || dot[1] == '\0') {
+        fail("%s: \"%s\" is not KEY.NAME=VALUE", option, whole);
+    }
     *dot = '\0';
     for (int i = 0; i < options->inputCount; i++) {
         NodeSpec *spec = &options->inputs[i];
         if (strcmp(spec->key, pair.key) == 0) {
             spec->desc = realloc(spec->desc, sizeof(Pair) * (spec->descCount + 1));
-            if (spec->desc == NULL) return -1;
+            if (spec->desc == NULL) fail("out of memory");
             spec->desc[spec->descCount++] = (Pair){dot + 1, pair.value};
-            return 0;
+            free(whole);
+            return;
         }
     }
-    fprintf(stderr, "harness: --desc names no input \"%s\" (give -i first)\n", pair.key);
-    return -1;
+    fail("%s: \"%s\" names no input \"%s\" (give its -i first)", option, whole, pair.key);
 }
 
-static void bad_usage(const char *what, const char *value) {
-    fprintf(stderr, "harness: bad %s \"%s\"\n\n", what, value);
-    usage(stderr);
-    exit(2);
+static void add_pair(const char *option, char *text, Pair *pairs, int *count, int capacity) {
+    if (*count == capacity) fail("%s: more than %d of them", option, capacity);
+    char *whole = strdup(text);
+    if (split_pair(text, &pairs[*count]) != 0) fail("%s: \"%s\" is not KEY=VALUE", option, whole);
+    (*count)++;
+    free(whole);
+}
+
+static int is_mode(const char *text) {
+    static const char *const modes[] = {"exec", "session", "async", "probe", "bench"};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        if (strcmp(text, modes[m]) == 0) return 1;
+    }
+    return 0;
 }
 
 void options_parse(Options *options, int argc, char **argv) {
@@ -191,7 +266,11 @@ void options_parse(Options *options, int argc, char **argv) {
     options->threads = 1;
     options->pollMs = 50;
     options->waitMs = 10000;
-    if (argc > 1 && argv[1][0] != '-') {
+    int modeGiven = argc > 1 && argv[1][0] != '-';
+    if (modeGiven) {
+        if (!is_mode(argv[1])) {
+            fail("unknown mode \"%s\" (exec, session, async, probe or bench; --help lists the options)", argv[1]);
+        }
         options->mode = argv[1];
         argv++;
         argc--;
@@ -210,71 +289,89 @@ void options_parse(Options *options, int argc, char **argv) {
         {"nested-exec", no_argument, 0, 6},       {"hooks", no_argument, 0, 7},
         {"res", required_argument, 0, 'r'},       {"pers", required_argument, 0, 8},
         {"churn", no_argument, 0, 9},             {"read-delay-ms", required_argument, 0, 10},
-        {"debug-calls", required_argument, 0, 11},
+        {"debug-calls", required_argument, 0, 11}, {"stats", no_argument, 0, 12},
         {0, 0, 0, 0},
     };
-    int option;
-    while ((option = getopt_long(argc, argv, "c:p:i:d:n:t:o:ueqhs:r:", longOptions, NULL)) != -1) {
+    opterr = 0; /* getopt's own messages name argv[0]; ours are one line each */
+    int option, longIndex = -1;
+    while ((option = getopt_long(argc, argv, ":c:p:i:d:n:t:o:ueqhs:r:", longOptions, &longIndex)) != -1) {
+        char name[64]; /* the option as typed: "-n" or "--repeat" */
+        if (longIndex >= 0) snprintf(name, sizeof name, "--%s", longOptions[longIndex].name);
+        else snprintf(name, sizeof name, "-%c", option);
+        longIndex = -1;
         switch (option) {
         case 'S': options->library = optarg; break;
-        case 'c':
-            if (options->configCount == MAX_PAIRS || split_pair(optarg, &options->config[options->configCount++]))
-                bad_usage("config", optarg);
-            break;
-        case 'p':
-            if (options->paramCount == MAX_PAIRS || split_pair(optarg, &options->params[options->paramCount++]))
-                bad_usage("param", optarg);
-            break;
+        case 'c': add_pair(name, optarg, options->config, &options->configCount, MAX_PAIRS); break;
+        case 'p': add_pair(name, optarg, options->params, &options->paramCount, MAX_PAIRS); break;
         case 'i':
-            if (options->inputCount == MAX_NODES || parse_input(optarg, &options->inputs[options->inputCount++]))
-                bad_usage("input", optarg);
+            if (options->inputCount == MAX_NODES) fail("%s: more than %d inputs", name, MAX_NODES);
+            parse_input(name, optarg, &options->inputs[options->inputCount++]);
             break;
-        case 'd':
-            if (add_desc(options, optarg) != 0) bad_usage("desc", optarg);
-            break;
-        case 'n':
-            if ((options->repeat = atoi(optarg)) < 1) bad_usage("repeat", optarg);
-            break;
-        case 't':
-            if ((options->threads = atoi(optarg)) < 1 || options->threads > 256) bad_usage("threads", optarg);
-            break;
+        case 'd': add_desc(options, name, optarg); break;
+        case 'n': options->repeat = (int)whole_number(name, optarg, 1, INT_MAX); break;
+        case 't': options->threads = (int)whole_number(name, optarg, 1, 256); break;
         case 'o': options->outDir = optarg; break;
         case 'u': options->unique = 1; break;
         case 'e': options->checkEcho = 1; break;
         case 'q': options->quiet = 1; break;
         case 'N': options->noInit = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 's':
-            if ((options->sessions = atoi(optarg)) < 1) bad_usage("sessions", optarg);
-            break;
+        case 's': options->sessions = (int)whole_number(name, optarg, 1, INT_MAX); break;
         case 'P': options->push = 1; break;
-        case 1: options->pollMs = atoi(optarg); break;
-        case 2: options->waitMs = atoi(optarg); break;
-        case 3: options->timeoutMs = atoi(optarg); break;
-        case 4: options->lingerMs = atoi(optarg); break;
-        case 5: options->expectRet = atoi(optarg); break;
+        case 1: options->pollMs = (int)whole_number(name, optarg, 0, INT_MAX); break;
+        case 2: options->waitMs = (int)whole_number(name, optarg, 0, INT_MAX); break;
+        case 3: options->timeoutMs = (int)whole_number(name, optarg, 0, INT_MAX); break;
+        case 4: options->lingerMs = (int)whole_number(name, optarg, 0, INT_MAX); break;
+        case 5: options->expectRet = (int)whole_number(name, optarg, INT_MIN, INT_MAX); break;
         case 6: options->nestedExec = 1; break;
         case 7: options->hooks = 1; break;
         case 'r':
-            if (options->resourceCount == 16 || split_pair(optarg, &options->resources[options->resourceCount++]) ||
-                strchr(options->resources[options->resourceCount - 1].key, ':') == NULL)
-                bad_usage("res", optarg);
+            if (options->resourceCount == 16) fail("%s: more than 16 resources", name);
+            parse_resource(name, optarg, &options->resources[options->resourceCount++]);
             break;
         case 9: options->churn = 1; break;
-        case 10:
-            if ((options->readDelayMs = atoi(optarg)) < 0) bad_usage("read-delay-ms", optarg);
-            break;
-        case 11:
-            if ((options->debugCalls = atoi(optarg)) < 0) bad_usage("debug-calls", optarg);
-            break;
+        case 10: options->readDelayMs = (int)whole_number(name, optarg, 0, INT_MAX); break;
+        case 11: options->debugCalls = (int)whole_number(name, optarg, 0, INT_MAX); break;
         case 8:
-            if (options->persCount == 16) bad_usage("pers", optarg);
-            options->persIds[options->persCount++] = (unsigned int)strtoul(optarg, NULL, 10);
+            if (options->persCount == 16) fail("%s: more than 16 ids", name);
+            options->persIds[options->persCount++] = (unsigned int)whole_number(name, optarg, 0, UINT_MAX);
             break;
-        default: usage(stderr); exit(2);
+        case 12: options->stats = 1; break;
+        case ':': {
+            const char *token = argv[optind - 1];
+            if (strncmp(token, "--", 2) == 0) fail("%s needs a value (--help lists the options)", token);
+            fail("-%c needs a value (--help lists the options)", optopt);
+            break;
+        }
+        default: {
+            const char *token = argv[optind - 1];
+            if (strncmp(token, "--", 2) == 0) {
+                if (strchr(token, '=') != NULL) fail("%s: unknown option, or one that takes no value", token);
+                fail("unknown option %s (--help lists the options)", token);
+            }
+            fail("unknown option -%c (--help lists the options)", optopt ? optopt : '?');
+        }
         }
     }
-    if (optind < argc) bad_usage("argument", argv[optind]);
+    if (optind < argc && !modeGiven && is_mode(argv[optind])) options->mode = argv[optind++]; /* after options */
+    if (optind < argc) {
+        fail("unexpected argument \"%s\" (--help lists the modes and options)", argv[optind]);
+    }
+    if ((long long)options->threads * options->repeat > INT_MAX) {
+        fail("-t %d × -n %d is more than %d requests", options->threads, options->repeat, INT_MAX);
+    }
+}
+
+void sleep_ms(int ms) {
+    struct timespec delay = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {
+    }
+}
+
+void print_stats(const Options *options, Plugin *plugin) {
+    if (!options->stats) return;
+    const char *json = plugin->debugInfo(NULL);
+    printf("stats: %s\n", json != NULL ? json : "(null)");
 }
 
 /* libwrapper.so beside this executable, else ./libwrapper.so. */
@@ -315,20 +412,16 @@ long rss_kib(void) {
 
 int load_resources(const Options *options, Plugin *plugin) {
     for (int i = 0; i < options->resourceCount; i++) {
-        char key[256];
-        snprintf(key, sizeof key, "%s", options->resources[i].key);
-        char *colon = strchr(key, ':');
-        *colon = '\0';
-        unsigned int id = (unsigned int)strtoul(key, NULL, 10);
-        Pair patch = {"patch_id", colon + 1};
-        NodeSpec spec = {.key = "res", .bytes = (unsigned char *)options->resources[i].value,
-                         .len = strlen(options->resources[i].value), .type = DataPer, .status = DataEnd,
-                         .desc = &patch, .descCount = 1};
+        const Resource *resource = &options->resources[i];
+        Pair patch = {"patch_id", resource->patch};
+        NodeSpec spec = {.key = "res", .bytes = resource->bytes, .len = resource->len, .type = DataPer,
+                         .status = DataEnd, .desc = resource->patch ? &patch : NULL,
+                         .descCount = resource->patch ? 1 : 0};
         pDataList data = data_build(&spec, 1, NULL);
-        int code = plugin->loadRes(data, id);
+        int code = plugin->loadRes(data, resource->id);
         data_free(data);
-        printf("wrapperLoadRes(%u, patch_id=%s) returned %d%s%s\n", id, colon + 1, code, code ? ": " : "",
-               code ? plugin->error(code) : "");
+        printf("wrapperLoadRes(%u%s%s) returned %d%s%s\n", resource->id, resource->patch ? ", patch_id=" : "",
+               resource->patch ? resource->patch : "", code, code ? ": " : "", code ? plugin->error(code) : "");
         if (code != 0) return 1;
     }
     return 0;
@@ -337,7 +430,7 @@ int load_resources(const Options *options, Plugin *plugin) {
 int unload_resources(const Options *options, Plugin *plugin) {
     int failures = 0;
     for (int i = 0; i < options->resourceCount; i++) {
-        unsigned int id = (unsigned int)strtoul(options->resources[i].key, NULL, 10);
+        unsigned int id = options->resources[i].id;
         int code = plugin->unloadRes(id);
         printf("wrapperUnloadRes(%u) returned %d%s%s\n", id, code, code ? ": " : "", code ? plugin->error(code) : "");
         failures += code != 0;
@@ -401,7 +494,5 @@ int main(int argc, char **argv) {
     if (strcmp(options.mode, "probe") == 0) return run_probe(&options, &plugin);
     if (strcmp(options.mode, "session") == 0) return run_session(&options, &plugin);
     if (strcmp(options.mode, "async") == 0) return run_async(&options, &plugin);
-    if (strcmp(options.mode, "bench") == 0) return run_bench(&options, &plugin);
-    bad_usage("mode", options.mode);
-    return 2;
+    return run_bench(&options, &plugin); /* options_parse accepts only the five modes */
 }

@@ -9,6 +9,14 @@
 #define MAX_PAIRS 256
 #define MAX_NODES 64
 
+/* One -r ID[:PATCH]=VALUE: a DataPer node loaded with wrapperLoadRes(node, id) before the requests. */
+typedef struct {
+    unsigned int id;
+    char *patch; /* desc patch_id of the node; NULL: no desc (the plugin then passes the id as text) */
+    unsigned char *bytes;
+    size_t len;
+} Resource;
+
 typedef struct {
     const char *mode;
     const char *library;
@@ -37,14 +45,21 @@ typedef struct {
     int churn;     /* exec mode: every request on a new thread that exits after it */
     int readDelayMs; /* exec mode: wait this long after wrapperExec before reading the output */
     int debugCalls;  /* session mode: extra wrapperDebugInfo calls per session before destroy */
-    Pair resources[16]; /* -r ID:PATCH=VALUE, loaded before requests */
+    Resource resources[16]; /* -r ID[:PATCH]=VALUE, loaded before requests */
     int resourceCount;
     unsigned int persIds[16]; /* --pers ID, passed as psrIds */
     int persCount;
+    int stats; /* --stats: print wrapperDebugInfo(NULL) before the final wrapperFini */
 } Options;
 
-/* Parses argv; prints usage and exits 2 on a bad command line. */
+/* Parses argv; on a bad command line prints one line naming the option and exits 2. */
 void options_parse(Options *options, int argc, char **argv);
+
+/* --stats: prints "stats: <wrapperDebugInfo(NULL)>"; call right before the run's last wrapperFini. */
+void print_stats(const Options *options, Plugin *plugin);
+
+/* Sleeps for ms milliseconds (any int range the options allow). */
+void sleep_ms(int ms);
 
 /* Mode entry points; each returns the process exit code. */
 int run_exec(const Options *options, Plugin *plugin);

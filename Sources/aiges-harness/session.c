@@ -99,10 +99,10 @@ static int one_round(const Options *options, Plugin *plugin, int round, int coun
                 failures += read_once(plugin, handles[s], callbacks_get(s), s);
             }
             if (open == 0) break;
-            usleep((useconds_t)options->pollMs * 1000);
+            sleep_ms(options->pollMs);
         }
     }
-    if (options->lingerMs > 0) usleep((useconds_t)options->lingerMs * 1000);
+    if (options->lingerMs > 0) sleep_ms(options->lingerMs);
     for (int s = 0; s < count; s++) {
         if (handles[s] == NULL) continue;
         Pending *record = callbacks_get(s);
@@ -157,6 +157,7 @@ int run_session(const Options *options, Plugin *plugin) {
     }
     callbacks_clear();
     failures += unload_resources(options, plugin);
+    print_stats(options, plugin);
     if (!options->noInit && plugin->fini() != 0) failures++;
     printf("session: %d sessions, %d failed\n", count * options->repeat, failures);
     return failures == 0 ? 0 : 1;

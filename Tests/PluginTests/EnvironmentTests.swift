@@ -2,17 +2,27 @@ import Foundation
 import Testing
 
 /// A virtual environment with the PyPI `aiges` SDK, built once (pip, PyPI only) and reused.
+/// The SDK and every dependency are pinned in Tests/aiges-sdk-requirements.txt (wheels only): each run
+/// gets the same packages, and a venv built from other pins is rebuilt.
 enum SDKVenv {
     static let directory = Harness.root.appending(path: ".build/aiges-sdk-venv")
+    static let requirements = Harness.root.appending(path: "Tests/aiges-sdk-requirements.txt")
 
     /// The venv, or why it could not be built.
     static let built: Result<URL, Failure> = {
+        // .ready holds the requirements the venv was built from.
         let ready = directory.appending(path: ".ready")
-        if FileManager.default.fileExists(atPath: ready.path) { return .success(directory) }
+        guard let pins = try? Data(contentsOf: requirements) else {
+            return .failure(Failure(text: "cannot read \(requirements.path)"))
+        }
+        if (try? Data(contentsOf: ready)) == pins { return .success(directory) }
         try? FileManager.default.removeItem(at: directory)
         let steps = [
             ["/usr/bin/python3", "-m", "venv", directory.path],
-            [directory.appending(path: "bin/pip").path, "install", "-q", "--disable-pip-version-check", "aiges"],
+            [
+                directory.appending(path: "bin/pip").path, "install", "-q", "--disable-pip-version-check",
+                "--only-binary", ":all:", "-r", requirements.path,
+            ],
         ]
         for step in steps {
             let process = Process()
@@ -28,7 +38,7 @@ enum SDKVenv {
                 return .failure(Failure(text: "\(step.joined(separator: " ")):\n\(text)"))
             }
         }
-        _ = FileManager.default.createFile(atPath: ready.path, contents: Data())
+        _ = FileManager.default.createFile(atPath: ready.path, contents: pins)
         return .success(directory)
     }()
 

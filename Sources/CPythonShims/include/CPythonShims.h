@@ -72,6 +72,9 @@ void aiges_calls_enter(void);
 void aiges_calls_leave(void);
 /** Calls into wrapper.py in progress on other threads than the calling one. */
 long aiges_calls_elsewhere(void);
+/** Relaxed atomic add and load on a plain counter (metrics). */
+void aiges_counter_add(long *counter, long value);
+long aiges_counter_load(const long *counter);
 /** Starts a detached thread running body(context); returns 0 on success. */
 int aiges_thread_start(void (*body)(void *), void *context);
 
@@ -80,5 +83,12 @@ long aiges_thread_id(void);
 
 /** The path of the shared object containing address (dladdr), or NULL. */
 const char *aiges_shared_object_path(const void *address);
+
+/* ---- embedded Python sources (sources.c: python/aiges_embed/ built into the library) ---- */
+
+/** The source of the module `aiges_embed` (python/aiges_embed/__init__.py), NUL-terminated, static. */
+const char *aiges_source_embed(void);
+/** The source of the plugin's private helpers `aiges_embed._plugin` (python/aiges_embed/_plugin.py). */
+const char *aiges_source_plugin(void);
 
 #endif

@@ -4,3 +4,6 @@ class Wrapper:
 
     def wrapperError(self, ret):
         return f"licence check failed ({ret})"
+
+    def wrapperOnceExec(self, params, reqData):
+        return None
