@@ -1,12 +1,15 @@
 import AigesABI
 import CPython
 import Glibc
+import Logging
 import Synchronization
 
 /// One result on its way to the loader: its nodes (nil: an empty list) and `ret`.
 struct Delivery {
     let batch: OutputBatch?
     let ret: Int32
+    /// Why `ret` is not 0 (for the log), when known.
+    var error: PluginError? = nil
 }
 
 /// Where results for one request go: for an asynchronous request or a push-mode session, that
@@ -46,11 +49,21 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     private var deliverer: pthread_t?  // the thread inside the loader's callback for this target
     private var deliveredCount = 0
     private var timer: Int?
+    private var started: Int64?  // async requests: when wrapperExecAsync was entered (Metrics.asyncResult)
     private var unregistered = false  // its tags were removed (once finished)
     private var retired = false  // it left CallbackTargets for good (finished and nothing left to pass on)
 
     /// Whether results go to the loader's callback (else they wait for `wrapperRead`).
     var pushes: Bool { callback != nil }
+
+    /// The request's sid, for the log; set before the target is registered, read-only after.
+    var sid = "-"
+
+    /// Counts this async request in `Metrics` (entry `asyncResult`) from `entered` to its outcome.
+    func measure(from entered: Int64) {
+        Metrics.enter(.asyncResult)
+        monitor.withLock { started = entered }
+    }
 
     init(kind: Kind, usrTag: UnsafeRawPointer?, label: String, callback: wrapperCallback?) {
         self.kind = kind
@@ -84,7 +97,11 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
             return (true, finished)
         }
         guard accepted else { return false }
-        if ended { endTimerAndTags() }
+        if delivery.ret != 0 { report(delivery.ret, delivery.error) }
+        if ended {
+            endTimerAndTags()
+            finishMeasure(delivery.ret)
+        }
         if callback != nil { monitor.withLock { if armed, deliverer == nil { drainLocked() } } }
         retireIfDone()
         return true
@@ -107,7 +124,7 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     /// - Returns: false if a final result had already been passed on (by `shutDown`, the only way a
     ///   target is armed before its opening call returned), in which case the request's outcome is
     ///   that callback and the opening call should report success.
-    func abandon() -> Bool {
+    func abandon(code: Int32) -> Bool {
         let (dropped, alreadyDelivered) = monitor.withLock { () -> ([Delivery], Bool) in
             let wasDelivered = armed
             finished = true
@@ -116,6 +133,7 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
             return (outbox, wasDelivered)
         }
         _ = dropped  // released here, outside the lock
+        if !alreadyDelivered { finishMeasure(code) }
         didFinish()
         return !alreadyDelivered
     }
@@ -138,8 +156,16 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     /// its final callback (or the final result already accepted, if held back), delivered before
     /// this returns. Without the GIL.
     func shutDown(_ error: PluginError) {
+        let ended = monitor.withLock { () -> Bool in
+            guard !finished, callback != nil else { return false }
+            outbox.append(Delivery(batch: nil, ret: error.code))
+            return true
+        }
+        if ended {
+            report(error.code, error)
+            finishMeasure(error.code)
+        }
         monitor.withLock {
-            if !finished, callback != nil { outbox.append(Delivery(batch: nil, ret: error.code)) }
             finished = true
             armed = true
             if deliverer == nil { drainLocked() }
@@ -155,11 +181,8 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
         let id = Timers.schedule(at: deadline) { [self] in
             CallbackRunner.pool.submit { [self] in
                 let error = PluginError(.timeout, "no result for \(label) within \(milliseconds) ms")
-                if offer(Delivery(batch: nil, ret: error.code), final: true) {
-                    Metrics.asyncTimedOut.add(1, ordering: .relaxed)
-                    ErrorTexts.record(error)
-                    Log.logger.warning("\(error.detail); the loader got \(error.code)")
-                }
+                ErrorTexts.record(error)
+                offer(Delivery(batch: nil, ret: error.code, error: error), final: true)
             }
         }
         let cancelled = monitor.withLock { () -> Bool in
@@ -210,6 +233,28 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     private func didFinish() {
         endTimerAndTags()
         retireIfDone()
+    }
+
+    /// Logs a non-zero result passed to the loader once, with the request's sid: wrapper.py's own
+    /// codes at warning, the plugin's at error.
+    private func report(_ code: Int32, _ error: PluginError?) {
+        if code == PluginErrorCode.timeout.rawValue { Metrics.asyncTimedOut.add(1, ordering: .relaxed) }
+        let metadata: Logger.Metadata = ["sid": .string(sid)]
+        let detail = error.map { $0.detail.isEmpty ? "" : ": \($0.detail)" } ?? ""
+        if let kind = PluginErrorCode(rawValue: code) {
+            Log.logger.error("result for \(label): \(code) (\(kind))\(detail)", metadata: metadata)
+        } else {
+            Log.logger.warning("result for \(label): wrapper.py's code \(code)\(detail)", metadata: metadata)
+        }
+    }
+
+    /// Records an async request's outcome in `Metrics` (once).
+    private func finishMeasure(_ code: Int32) {
+        let entered = monitor.withLock { () -> Int64? in
+            defer { started = nil }
+            return started
+        }
+        if let entered { Metrics.end(.asyncResult, since: entered, code: code) }
     }
 
     /// Cancels the timer and removes a one-shot target's tags (once). Without the monitor.
@@ -408,15 +453,16 @@ enum CallbackTargets {
     static func deliver(_ response: PyPointer, to target: CallbackTarget) -> Int32 {
         var batch: OutputBatch?
         var ret: Int32 = 0
+        var failure: PluginError?
         do throws(PluginError) {
             batch = try OutputBatch(response, kind: target.kind == .once ? .once : .stream)
         } catch {
             ret = error.code
+            failure = error
             ErrorTexts.record(error)
-            Log.logger.error("result for \(target.label) failed: \(error.code) \(error.detail)")
         }
         let final = target.kind == .once || (batch?.hasFinalStatus ?? false)
-        let accepted = withoutGIL { target.offer(Delivery(batch: batch, ret: ret), final: final) }
+        let accepted = withoutGIL { target.offer(Delivery(batch: batch, ret: ret, error: failure), final: final) }
         guard accepted else {
             Metrics.callbacksDropped.add(1, ordering: .relaxed)
             Log.logger.warning("result for \(target.label) dropped: it came after the request's final result")

@@ -24,7 +24,8 @@ enum Log {
         case 2...3: 20
         case 4: 30
         case 5: 40
-        default: 50
+        case 6: 50
+        default: 51  // off
         }
     }
 
@@ -45,23 +46,30 @@ enum Log {
     /// `log.dir` (default `./log/server`), rotated at `log.max_mb` MiB keeping `log.backups` files.
     /// An unwritable directory leaves logging on stderr with a warning.
     static func configure(_ settings: [String: String]) {
+        var unknownLevel: String?
         if let level = settings["log.level"] {
             let aliases: [String: Logger.Level] = ["warn": .warning, "fatal": .critical, "err": .error]
-            if let parsed = Logger.Level(rawValue: level.lowercased()) ?? aliases[level.lowercased()] {
+            if ["off", "none"].contains(level.lowercased()) {
+                PluginLogHandler.level.store(PluginLogHandler.off, ordering: .relaxed)
+            } else if let parsed = Logger.Level(rawValue: level.lowercased()) ?? aliases[level.lowercased()] {
                 PluginLogHandler.level.store(PluginLogHandler.rank(parsed), ordering: .relaxed)
             } else {
-                let current = Logger.Level.allCases[PluginLogHandler.level.load(ordering: .relaxed)]
-                logger.warning(
-                    "config log.level = \"\(level)\" is not a level (trace, debug, info, notice, warning, error, critical); using \(current)"
-                )
+                unknownLevel = level
             }
         }
         let directory = settings["log.dir"].flatMap { $0.isEmpty ? nil : $0 } ?? "./log/server"
         let megabytes = settings["log.max_mb"].flatMap { Int($0) } ?? 64
         let backups = settings["log.backups"].flatMap { Int($0) } ?? 5
-        if let problem = LogFile.shared.open(directory: directory, maxBytes: max(megabytes, 1) << 20, backups: backups)
-        {
-            logger.warning("logging to stderr only: \(problem)")
+        let problem = LogFile.shared.open(directory: directory, maxBytes: max(megabytes, 1) << 20, backups: backups)
+        // Warnings after the file is open, so that they reach it too.
+        if let problem { logger.warning("logging to stderr only: \(problem)") }
+        if let unknownLevel {
+            let current = Logger.Level.allCases[min(PluginLogHandler.level.load(ordering: .relaxed), 6)]
+            logger.warning(
+                """
+                config log.level = "\(unknownLevel)" is not a level (trace, debug, info, notice, warning, error, \
+                critical, off); using \(current)
+                """)
         }
     }
 }
@@ -73,9 +81,12 @@ struct PluginLogHandler: LogHandler {
 
     static func rank(_ level: Logger.Level) -> Int { Logger.Level.allCases.firstIndex(of: level) ?? 2 }
 
+    /// The level rank of `log.level = off`: nothing is logged.
+    static let off = Logger.Level.allCases.count
+
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level {
-        get { Logger.Level.allCases[Self.level.load(ordering: .relaxed)] }
+        get { Logger.Level.allCases[min(Self.level.load(ordering: .relaxed), Logger.Level.allCases.count - 1)] }
         set { Self.level.store(Self.rank(newValue), ordering: .relaxed) }
     }
 
@@ -85,6 +96,7 @@ struct PluginLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        guard Self.level.load(ordering: .relaxed) < Self.off else { return }
         let sid = event.metadata?["sid"].map { "\($0)" } ?? RequestContext.currentSid ?? "-"
         let level = event.level.rawValue.uppercased()
         LogFile.shared.write("\(timestamp()) \(level) [tid \(aiges_thread_id())] [sid \(sid)] \(event.message)\n")

@@ -7,8 +7,11 @@ public enum EntryPoint: Int, CaseIterable, Sendable {
     case wrapperSetCtrl, wrapperInit, wrapperFini, wrapperLoadRes, wrapperUnloadRes
     case wrapperCreate, wrapperWrite, wrapperRead, wrapperDestroy
     case wrapperExec, wrapperExecFree, wrapperExecAsync
+    /// Not a C function: each async request from `wrapperExecAsync`'s entry to its final callback,
+    /// by the callback's `ret` (or the error `wrapperExecAsync` returned).
+    case asyncResult
 
-    /// The C function's name.
+    /// The C function's name (or `asyncResult`).
     var name: String { String(describing: self) }
 }
 
@@ -25,18 +28,13 @@ public enum Metrics {
         1_000_000, 2_500_000, 5_000_000, 10_000_000,
     ]
 
-    /// One entry point's counters (process lifetime): plain words changed with relaxed atomic
-    /// operations (`aiges_counter_*`), and a locked table for non-zero codes.
-    final class Counters: @unchecked Sendable {
-        /// succeeded, in flight, total µs, then one per latency bucket; allocated for the process's life.
-        private let words: UnsafeMutablePointer<Int>
-        let failures = Mutex<[Int32: Int]>([:])
-
-        init() {
-            let count = 3 + Metrics.bucketBounds.count + 1
-            words = UnsafeMutablePointer<Int>.allocate(capacity: count)
-            words.initialize(repeating: 0, count: count)
-        }
+    /// Each entry point's counters, as words in one block allocated for the process's life (no
+    /// reference counting on the hot path), changed with relaxed atomic operations (`aiges_counter_*`):
+    /// succeeded, in flight, total µs, then one per latency bucket. Non-zero codes (rare) are counted
+    /// in a locked table.
+    private struct Counters: @unchecked Sendable {  // the block is only changed atomically
+        static let stride = 3 + Metrics.bucketBounds.count + 1
+        let words: UnsafeMutablePointer<Int>
 
         var succeeded: UnsafeMutablePointer<Int> { words }
         var inFlight: UnsafeMutablePointer<Int> { words + 1 }
@@ -45,7 +43,26 @@ public enum Metrics {
         var buckets: [Int] { (0...Metrics.bucketBounds.count).map { aiges_counter_load(bucket($0)) } }
     }
 
-    private static let counters = EntryPoint.allCases.map { _ in Counters() }
+    nonisolated(unsafe) private static let block: UnsafeMutablePointer<Int> = {  // changed only atomically
+        let count = Counters.stride * EntryPoint.allCases.count
+        let block = UnsafeMutablePointer<Int>.allocate(capacity: count)  // lives for the process
+        block.initialize(repeating: 0, count: count)
+        return block
+    }()
+
+    @inline(__always)
+    private static func counters(_ entry: EntryPoint) -> Counters {
+        Counters(words: block + entry.rawValue * Counters.stride)
+    }
+
+    private static let failures = Mutex<[[Int32: Int]]>(EntryPoint.allCases.map { _ in [:] })
+
+    /// How many distinct non-zero codes each entry point counts apart; `otherCode` stands for the rest.
+    static let distinctCodes = 32
+    static let otherCode = Int32.min
+
+    /// A code as a JSON key or Prometheus label value.
+    static func label(_ code: Int32) -> String { code == otherCode ? "other" : "\(code)" }
 
     /// Results delivered to the loader through its callback (or queued for a read), and results
     /// wrapper.py offered that were dropped (unknown tag, after the final result).
@@ -57,14 +74,18 @@ public enum Metrics {
     /// Marks the start of a call. - Returns: its start time.
     @inline(__always)
     static func begin(_ entry: EntryPoint) -> Int64 {
-        aiges_counter_add(counters[entry.rawValue].inFlight, 1)
+        enter(entry)
         return monotonicNow()
     }
+
+    /// Counts a call in flight (its start time taken elsewhere).
+    @inline(__always)
+    static func enter(_ entry: EntryPoint) { aiges_counter_add(counters(entry).inFlight, 1) }
 
     /// Records the end of a call that began at `started` with result `code`.
     @inline(__always)
     static func end(_ entry: EntryPoint, since started: Int64, code: Int32) {
-        let counter = counters[entry.rawValue]
+        let counter = counters(entry)
         let micros = Int((monotonicNow() - started) / 1000)
         aiges_counter_add(counter.inFlight, -1)
         aiges_counter_add(counter.totalMicroseconds, micros)
@@ -72,7 +93,12 @@ public enum Metrics {
         if code == 0 {
             aiges_counter_add(counter.succeeded, 1)
         } else {
-            counter.failures.withLock { $0[code, default: 0] += 1 }
+            failures.withLock { failures in
+                // wrapper.py may return any int: past `distinctCodes` codes, the rest count as "other".
+                let counted = failures[entry.rawValue]
+                let key = counted[code] != nil || counted.count < distinctCodes ? code : otherCode
+                failures[entry.rawValue][key, default: 0] += 1
+            }
         }
     }
 
@@ -113,8 +139,8 @@ public enum Metrics {
 
     static func snapshot() -> [Snapshot] {
         EntryPoint.allCases.map { entry in
-            let counter = counters[entry.rawValue]
-            var codes = counter.failures.withLock { $0 }
+            let counter = counters(entry)
+            var codes = failures.withLock { $0[entry.rawValue] }
             codes[0] = aiges_counter_load(counter.succeeded)
             return Snapshot(
                 entry: entry, codes: codes, inFlight: aiges_counter_load(counter.inFlight), buckets: counter.buckets,
@@ -130,7 +156,7 @@ public enum Metrics {
         parts.append("\"callbacks_dropped\": \(callbacksDropped.load(ordering: .relaxed))")
         let entries = snapshot().filter { $0.calls > 0 || $0.inFlight > 0 }.map { entry in
             let codes = entry.codes.filter { $0.value > 0 }.sorted { $0.key < $1.key }
-                .map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ")
+                .map { "\"\(label($0.key))\": \($0.value)" }.joined(separator: ", ")
             return """
                 "\(entry.entry.name)": {"calls": \(entry.calls), "codes": {\(codes)}, "in_flight": \(entry.inFlight), \
                 "p50_us": \(format1(entry.percentile(0.5))), "p90_us": \(format1(entry.percentile(0.9))), \
@@ -151,7 +177,7 @@ public enum Metrics {
         header("calls_total", "counter", "Calls of each C entry point, by result code (0 = success).")
         for entry in entries {
             for (code, count) in entry.codes.sorted(by: { $0.key < $1.key }) where count > 0 || code == 0 {
-                text += "aiges_wrapper_calls_total{entry=\"\(entry.entry.name)\",code=\"\(code)\"} \(count)\n"
+                text += "aiges_wrapper_calls_total{entry=\"\(entry.entry.name)\",code=\"\(label(code))\"} \(count)\n"
             }
         }
         header("in_flight", "gauge", "Calls of each C entry point in progress.")
@@ -211,46 +237,74 @@ func format6(_ value: Double) -> String {
 }
 
 /// Writes the metrics in Prometheus text format to `metrics.file` every `metrics.interval_s`
-/// seconds and once more when `wrapperFini` returns, replacing the file atomically (written to a
-/// temporary file in the same folder, then renamed: the node_exporter textfile convention).
+/// seconds and once more after `wrapperFini` has returned (and been counted), replacing the file
+/// atomically: the text goes to a new temporary file made with `mkstemp` in the same folder (never
+/// an existing file or link there), which is then renamed over the old one — the node_exporter
+/// textfile collector's convention. Writes are serialised.
 enum MetricsFile {
-    private struct Target {
-        var path: String?
+    private struct State {
+        var path: String?  // while the plugin runs
+        var finalPath: String?  // the file to write once more after wrapperFini
         var generation = 0
+        var timer: Int?
     }
 
-    private static let target = Mutex(Target())
+    private static let state = Mutex(State())
+    private static let writing = Mutex(())
 
-    /// Starts writing to `path` every `seconds` (nil path: stops).
+    /// Starts writing to `path` every `seconds` (nil path: no file).
     static func start(path: String?, seconds: Int) {
-        let generation = target.withLock { target -> Int in
-            target.path = path
-            target.generation += 1
-            return target.generation
+        let (generation, old) = state.withLock { state -> (Int, Int?) in
+            defer { state.timer = nil }
+            state.path = path
+            state.finalPath = nil
+            state.generation += 1
+            return (state.generation, state.timer)
         }
+        if let old { Timers.cancel(old) }
         guard let path else { return }
         write(to: path)
         schedule(path: path, seconds: seconds, generation: generation)
     }
 
     private static func schedule(path: String, seconds: Int, generation: Int) {
-        _ = Timers.schedule(at: monotonicNow() + Int64(seconds) * 1_000_000_000) {
+        let id = Timers.schedule(at: monotonicNow() + Int64(seconds) * 1_000_000_000) {
             CallbackRunner.pool.submit {
-                guard target.withLock({ $0.generation == generation }) else { return }
+                guard state.withLock({ $0.generation == generation }) else { return }
                 write(to: path)
                 schedule(path: path, seconds: seconds, generation: generation)
             }
         }
+        let stale = state.withLock { state -> Bool in
+            guard state.generation == generation else { return true }
+            state.timer = id
+            return false
+        }
+        if stale { Timers.cancel(id) }
     }
 
-    /// Writes once more (at `wrapperFini`) and stops.
-    static func finish() {
-        let path = target.withLock { target -> String? in
+    /// Whether a periodic write is scheduled (so `Timers.count` can leave it out of the async figures).
+    static var hasTimer: Bool { state.withLock { $0.timer != nil } }
+
+    /// Stops the periodic writes (`wrapperFini`, a failed `wrapperInit`); `writeFinal` writes once more.
+    static func stop() {
+        let timer = state.withLock { state -> Int? in
             defer {
-                target.path = nil
-                target.generation += 1
+                state.finalPath = state.path
+                state.path = nil
+                state.timer = nil
+                state.generation += 1
             }
-            return target.path
+            return state.timer
+        }
+        if let timer { Timers.cancel(timer) }
+    }
+
+    /// The last write, after `wrapperFini` (or a failed `wrapperInit`) returned and was counted.
+    static func writeFinal() {
+        let path = state.withLock { state -> String? in
+            defer { state.finalPath = nil }
+            return state.finalPath
         }
         if let path { write(to: path) }
     }
@@ -258,23 +312,30 @@ enum MetricsFile {
     /// Writes the current metrics to `path` atomically. - Returns: why it failed, or nil.
     @discardableResult
     static func write(to path: String) -> String? {
-        let text = Metrics.prometheus(gauges: Plugin.gauges)
-        let temporary = path + ".tmp.\(getpid())"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else {
-            let reason = "cannot write \(temporary): \(String(cString: strerror(errno)))"
-            Log.logger.warning("metrics.file: \(reason)")
-            return reason
+        var text = Metrics.prometheus(gauges: Plugin.gauges)
+        return writing.withLock { _ -> String? in
+            let slash = path.lastIndex(of: "/")
+            let folder = slash.map { String(path[..<$0]) } ?? "."
+            var template = ((folder.isEmpty ? "/" : folder) + "/.aiges-metrics-XXXXXX").utf8CString
+            let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress.unsafelyUnwrapped) }
+            guard descriptor >= 0 else {
+                let reason = "cannot create a file in \(folder): \(String(cString: strerror(errno)))"
+                Log.logger.warning("metrics.file: \(reason)")
+                return reason
+            }
+            let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress.unsafelyUnwrapped) }
+            _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+            fchmod(descriptor, 0o644)
+            var complete = true
+            text.withUTF8 { bytes in complete = Glibc.write(descriptor, bytes.baseAddress, bytes.count) == bytes.count }
+            close(descriptor)
+            guard complete, rename(temporary, path) == 0 else {
+                let reason = "cannot replace \(path): \(String(cString: strerror(errno)))"
+                unlink(temporary)
+                Log.logger.warning("metrics.file: \(reason)")
+                return reason
+            }
+            return nil
         }
-        var complete = true
-        var text8 = text
-        text8.withUTF8 { bytes in complete = Glibc.write(descriptor, bytes.baseAddress, bytes.count) == bytes.count }
-        close(descriptor)
-        guard complete, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            Log.logger.warning("metrics.file: cannot replace \(path): \(String(cString: strerror(errno)))")
-            return "cannot replace \(path)"
-        }
-        return nil
     }
 }

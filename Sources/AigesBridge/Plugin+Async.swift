@@ -39,6 +39,7 @@ extension Plugin {
         }
         let label = String(cString: usrTag)
         let target = CallbackTarget(kind: .once, usrTag: usrTag, label: label, callback: callback)
+        target.measure(from: entered)
         let milliseconds = timeout > 0 ? Int(timeout) : defaultTimeoutMilliseconds.load(ordering: .relaxed)
         var job: HeldArguments?
         do throws(PluginError) {
@@ -47,6 +48,7 @@ extension Plugin {
                 try failing(sid: params.sidText) { () throws(PluginError) in
                     // Reachable before Python runs: wrapper.py may call back from another thread at once
                     // (held back until this call returned 0).
+                    target.sid = params.sidText
                     CallbackTargets.register(target, tags: [label, params.sidText])
                     if milliseconds > 0 {  // after registering: a timeout unregisters the target
                         target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds)
@@ -73,7 +75,7 @@ extension Plugin {
         } catch {
             // No lock, GIL or gate is held here: the loader's callback may be waiting for this return.
             job = nil
-            if target.abandon() { throw error }
+            if target.abandon(code: error.code) { throw error }
             return  // wrapperFini already gave the request its final callback
         }
         let started = whileRunning(wrapper) { () -> Bool in
@@ -82,9 +84,8 @@ extension Plugin {
             return true
         }
         if started == nil {
-            if target.abandon() {
-                throw PluginError(.notInitialized, "wrapperFini ran while wrapperExecAsync was in progress")
-            }
+            let error = PluginError(.notInitialized, "wrapperFini ran while wrapperExecAsync was in progress")
+            if target.abandon(code: error.code) { throw error }
         }
     }
 

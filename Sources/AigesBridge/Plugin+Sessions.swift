@@ -2,6 +2,7 @@ import AigesABI
 import CPython
 import CPythonShims
 import Glibc
+import Synchronization
 
 /// Session entry points: create, write, read, destroy, debug info.
 extension Plugin {
@@ -33,6 +34,7 @@ extension Plugin {
                             UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
                     // Reachable before Python runs: wrapper.py may deliver as soon as wrapperCreate runs
                     // (held back until it returned successfully).
+                    target.sid = sid
                     CallbackTargets.register(target, tags: [tagText, sid])
                     let sidObject = try makeUnicode(sid)
                     let result = try wrapper.call(
@@ -49,7 +51,7 @@ extension Plugin {
                 }
             }
         } catch {
-            _ = target.abandon()
+            _ = target.abandon(code: error.code)
             CallbackTargets.unregister(target)
             throw error
         }
@@ -191,7 +193,7 @@ extension Plugin {
     ///
     /// The corresponding C function is `wrapperDebugInfo`.
     public static func debugInfo(handle: UnsafeRawPointer?) -> UnsafePointer<CChar> {
-        guard handle != nil else { return ErrorTexts.stable(stateSummary) }
+        guard handle != nil else { return StateTexts.keep(stateSummary) }
         guard let session = try? SessionHandles.find(handle, "wrapperDebugInfo") else {
             return ErrorTexts.stable("wrapperDebugInfo: unknown session handle")
         }
@@ -219,8 +221,26 @@ extension Plugin {
         [
             ("sessions_open", "Sessions open.", SessionHandles.count),
             ("async_pending", "Async requests waiting for their final result.", CallbackTargets.liveOnceCount),
-            ("timers", "Async timeouts armed.", Timers.count),
+            ("timers", "Async timeouts armed.", Timers.count - (MetricsFile.hasTimer ? 1 : 0)),
             ("fallback_waiting", "Async requests waiting for a fallback thread.", fallbackPool.waiting),
         ]
+    }
+}
+
+/// The texts `wrapperDebugInfo(NULL)` returned: each stays valid until `capacity` newer ones were
+/// asked for. Apart from `ErrorTexts`, whose 4 KiB cut would break the JSON and whose store the
+/// ever-changing snapshots would churn.
+enum StateTexts {
+    static let capacity = 8
+    private static let texts = Mutex<[UInt]>([])  // addresses of the strdup'd texts, oldest first
+
+    static func keep(_ text: String) -> UnsafePointer<CChar> {
+        guard let copy = strdup(text) else { return ErrorTexts.stable("out of memory") }  // owned by the ring
+        let evicted = texts.withLock { texts -> UInt? in
+            texts.append(UInt(bitPattern: copy))
+            return texts.count > capacity ? texts.removeFirst() : nil
+        }
+        free(evicted.flatMap { UnsafeMutableRawPointer(bitPattern: $0) })
+        return UnsafePointer(copy)
     }
 }

@@ -37,8 +37,8 @@ public enum Plugin {
             let wrapper = try start(config)
             state.withLock { $0 = .running(wrapper) }
         } catch {
+            MetricsFile.stop()
             state.withLock { $0 = .stopped }
-            MetricsFile.finish()
             throw error
         }
     }
@@ -125,8 +125,8 @@ public enum Plugin {
             }
         }
         defer {
+            MetricsFile.stop()  // and written once more when wrapperFini has returned (errorCode)
             state.withLock { $0 = .stopped }
-            MetricsFile.finish()  // written once more as the plugin stops
         }
         let shutDown = PluginError(.shutDown, "wrapperFini ended the request")
         ErrorTexts.record(shutDown)
@@ -286,6 +286,10 @@ enum ExecOutputs {
 /// once, with the request's sid: wrapper.py's own codes at warning, the plugin's at error.
 public func errorCode(_ entry: EntryPoint, _ body: () throws(PluginError) -> Void) -> Int32 {
     let started = Metrics.begin(entry)
+    defer {
+        // The plugin stopped (wrapperFini, a failed wrapperInit): metrics.file once more, with this call.
+        if entry == .wrapperFini || entry == .wrapperInit { MetricsFile.writeFinal() }
+    }
     do {
         try body()
         Metrics.end(entry, since: started, code: 0)

@@ -19,14 +19,14 @@ enum Settings {
     /// Checks every key and applies `gil.gate_us`, `data.*`, `async.*` and `metrics.*`.
     static func apply(_ settings: [String: String]) throws(PluginError) {
         warnAboutUnknownKeys(settings)
-        _ = try integer(settings, "log.max_mb", default: 64, range: 1...1_048_576)
+        _ = try integer(settings, "log.max_mb", default: 64, range: 0...1_048_576)  // 0 is taken as 1
         _ = try integer(settings, "log.backups", default: 5, range: 0...1000)
         _ = try flag(settings, "log.capture_python", default: true)
-        if let executable = settings["python.executable"], !executable.isEmpty, access(executable, X_OK) != 0 {
-            throw PluginError(
-                .initFailed,
-                "config python.executable = \"\(executable)\": not an executable file (\(String(cString: strerror(errno))))"
-            )
+        if let executable = settings["python.executable"], !executable.isEmpty {
+            var info = stat()
+            guard stat(executable, &info) == 0, info.st_mode & S_IFMT == S_IFREG, access(executable, X_OK) == 0 else {
+                throw PluginError(.initFailed, "config python.executable = \"\(executable)\": not an executable file")
+            }
         }
         let workers = try integer(settings, "workers", default: 0, range: 0...256)
         guard workers == 0 else {

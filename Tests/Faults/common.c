@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "faults.h"
 
@@ -91,6 +92,20 @@ const char *config_value(const char *key) {
         if (strcmp(R.config[i].key, key) == 0) return R.config[i].value;
     }
     return NULL;
+}
+
+int config_int(const char *key, int fallback) {
+    const char *value = config_value(key);
+    return value != NULL && value[0] != '\0' ? atoi(value) : fallback;
+}
+
+long rss_kib(void) {
+    FILE *file = fopen("/proc/self/statm", "r");
+    long size = 0, resident = 0;
+    if (file == NULL) return -1;
+    if (fscanf(file, "%ld %ld", &size, &resident) != 2) resident = -1;
+    fclose(file);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 int init_plugin(void) {
@@ -180,27 +195,47 @@ int write_text(const void *handle, const char *text, DataStatus status) {
     return code;
 }
 
-/* Counts the record file's lines starting with prefix; copies the first into found. */
-static int scan_record(const char *prefix, char *found, size_t size) {
+/* Counts the record file's lines starting with prefix; copies the first into found and stores its
+   line number (1-based) in *number. */
+static int scan_record(const char *prefix, char *found, size_t size, int *number) {
     FILE *file = fopen(R.record, "r");
     if (file == NULL) return 0;
     char line[1024];
-    int count = 0;
+    int count = 0, lineNumber = 0;
     size_t prefixLen = strlen(prefix);
     while (fgets(line, sizeof line, file) != NULL) {
+        lineNumber++;
         if (strncmp(line, prefix, prefixLen) != 0) continue;
-        if (count++ == 0 && found != NULL) {
-            line[strcspn(line, "\n")] = '\0';
-            snprintf(found, size, "%s", line);
+        if (count++ == 0) {
+            if (found != NULL) {
+                line[strcspn(line, "\n")] = '\0';
+                snprintf(found, size, "%s", line);
+            }
+            if (number != NULL) *number = lineNumber;
         }
     }
     fclose(file);
     return count;
 }
 
-int record_count(const char *prefix) { return scan_record(prefix, NULL, 0); }
+int record_count(const char *prefix) { return scan_record(prefix, NULL, 0, NULL); }
 
-int record_find(const char *prefix, char *line, size_t size) { return scan_record(prefix, line, size) > 0; }
+int record_find(const char *prefix, char *line, size_t size) { return scan_record(prefix, line, size, NULL) > 0; }
+
+int record_line(const char *prefix) {
+    int number = 0;
+    scan_record(prefix, NULL, 0, &number);
+    return number;
+}
+
+int wait_record(const char *prefix, int timeoutMs) {
+    int64_t started = now_ns();
+    while (record_count(prefix) == 0) {
+        if (ms_since(started) >= timeoutMs) return 0;
+        sleep_ms(2);
+    }
+    return 1;
+}
 
 int join_within(pthread_t thread, int timeoutMs, const char *what) {
     struct timespec deadline;

@@ -222,6 +222,10 @@ int abandoned(void);
 
 /* The value of config key `key` in R, or NULL. */
 const char *config_value(const char *key);
+/* The value of config key `key` as an int, or `fallback` when absent or empty. */
+int config_int(const char *key, int fallback);
+/* The process's resident set size in KiB (/proc/self/statm), -1 if unknown. */
+long rss_kib(void);
 /* wrapperInit with R's config; fails the scenario (and returns the code) when not 0. */
 int init_plugin(void);
 /* wrapperFini; fails the scenario when not 0. */
@@ -246,6 +250,12 @@ int write_text(const void *handle, const char *text, DataStatus status);
 int record_count(const char *prefix);
 /* Copies the first record line starting with `prefix` into `line`; returns whether one exists. */
 int record_find(const char *prefix, char *line, size_t size);
+/* The line number (1-based) of the first record line starting with `prefix`, 0 if none: for
+   checking the order in which wrapper.py did things. */
+int record_line(const char *prefix);
+/* Polls the record file (every 2 ms) until a line starts with `prefix`; returns whether one came
+   within timeoutMs. */
+int wait_record(const char *prefix, int timeoutMs);
 
 /* A thread that must finish within a bound; joins with a timeout. Returns 0 if joined, else
    abandons the run and returns -1. */
@@ -270,6 +280,8 @@ void scenario_push_debuginfo_in_callback(void);
 void scenario_blocked_callback(void);
 void scenario_bad_calls_in_callback(void);
 void scenario_pull_read_unique_keys(void);
+void scenario_lend_pull(void);
+void scenario_read_many(void);
 
 /* scenarios_async.c */
 void scenario_async_fail_after_deliver(void);
@@ -280,12 +292,18 @@ void scenario_async_timeout_busy_fallback(void);
 void scenario_async_timeout_blocking_callbacks(void);
 void scenario_async_default_timeout(void);
 void scenario_async_duplicate_sid(void);
+void scenario_timer_leak(void);
+void scenario_runner_starve(void);
+void scenario_fallback_backlog_memory(void);
 
 /* scenarios_lifecycle.c */
 void scenario_fini_ends_everything(void);
 void scenario_fini_from_callback(void);
 void scenario_fini_from_callback_push(void);
 void scenario_thread_exit(void);
+void scenario_fini_race(void);
+void scenario_fini_after_held(void);
+void scenario_fini_waits_fallback(void);
 
 /* scenarios_stress.c */
 void scenario_stress(void);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "faults.h"
 
@@ -233,8 +234,9 @@ void scenario_async_callback_calls_plugin(void) {
  */
 
 /* Checks every tag got exactly one 22012 whose start was at most `slackMs` late (and not before
-   `earliestMs`); prints the worst lateness among the callbacks that came. */
-static void check_timeouts(Tag **tags, int count, int timeoutMs, int slackMs, int earliestMs) {
+   `earliestMs`); prints the worst lateness among the callbacks that came. Tag i's timeout is
+   each[i] when `each` is not NULL, else timeoutMs. */
+static void check_timeouts_each(Tag **tags, int count, int timeoutMs, const int *each, int slackMs, int earliestMs) {
     double worst = 0;
     int missing = 0, late = 0, early = 0, wrong = 0, extra = 0;
     const char *firstLate = NULL;
@@ -251,7 +253,7 @@ static void check_timeouts(Tag **tags, int count, int timeoutMs, int slackMs, in
                                    error_text(seen.firstRet), TIMEOUT_RET);
         }
         double after = (double)(seen.firstNs - tags[i]->enteredNs) / 1e6;
-        double lateness = after - timeoutMs;
+        double lateness = after - (each != NULL ? each[i] : timeoutMs);
         if (lateness > worst) worst = lateness;
         if (lateness > slackMs && late++ == 0) firstLate = tags[i]->text, firstLateMs = after;
         if (after < earliestMs) early++;
@@ -270,6 +272,10 @@ static void check_timeouts(Tag **tags, int count, int timeoutMs, int slackMs, in
     if (early > 0) fail("%d of %d timeout callbacks came less than %d ms after the request", early, count, earliestMs);
     if (wrong > 1) fail("%d of %d callbacks carried a ret other than %d", wrong, count, TIMEOUT_RET);
     if (extra > 0) fail("%d of %d requests got more than one callback", extra, count);
+}
+
+static void check_timeouts(Tag **tags, int count, int timeoutMs, int slackMs, int earliestMs) {
+    check_timeouts_each(tags, count, timeoutMs, NULL, slackMs, earliestMs);
 }
 
 /* async-timeout-busy-fallback: 12, then 5 more, requests with timeout 300 ms to a wrapper whose
@@ -402,6 +408,336 @@ void scenario_async_duplicate_sid(void) {
     } else if (strcmp(line, "dup_sid_ret 22015") != 0) {
         fail("callback(resp, sid) for a sid shared by two requests returned \"%s\" to Python, expected 22015",
              line + strlen("dup_sid_ret "));
+    }
+    fini_plugin();
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * timer-leak: 100 requests with a 1 ms timeout that wrapper.py never answers, while a Python
+ * thread keeps the GIL busy (mode "spin"), so each wrapperExecAsync waits for the GIL for up to a
+ * switch interval (5 ms) and its timeout passes while the call still runs. Every request gets one
+ * 22012, and once the last one came, the plugin holds nothing for them: wrapperDebugInfo(NULL)
+ * shows "async_pending": 0 and "timers": 0 (re-checked for at most 500 ms), and 10 new requests
+ * reusing their sids and usrTags each get their own result by callback(resp, usrTag).
+ */
+
+/* The integer after "\"key\":" in a JSON text, or -1. */
+static long json_int(const char *json, const char *key) {
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "\"%s\":", key);
+    const char *found = json != NULL ? strstr(json, quoted) : NULL;
+    if (found == NULL) return -1;
+    char *end = NULL;
+    long value = strtol(found + strlen(quoted), &end, 10);
+    return end == found + strlen(quoted) ? -1 : value;
+}
+
+void scenario_timer_leak(void) {
+    enum { COUNT = 100, RECHECK_MS = 500 };
+    if (init_plugin() != 0) return;
+    Tag *tags[COUNT];
+    Pair mode = {"mode", "spin"};
+    int slowCalls = 0, failed = 0;
+    step("%d wrapperExecAsync calls with timeout 1 ms while a Python thread keeps the GIL busy", COUNT);
+    for (int i = 0; i < COUNT; i++) {
+        tags[i] = tag_new("leak-%d", i);
+        int code = send_async(tags[i], tags[i]->text, &mode, 1, "never", 1);
+        if (code != 0 && failed++ == 0) {
+            fail("%s: wrapperExecAsync returned %d: %s", tags[i]->text, code, error_text(code));
+        }
+        if (tags[i]->returnedNs - tags[i]->enteredNs > 1000000) slowCalls++;
+        sleep_ms(1); /* the spinner takes the GIL back meanwhile: the next call waits for it */
+    }
+    note("%d of %d wrapperExecAsync calls took longer than their 1 ms timeout (GIL busy)", slowCalls, COUNT);
+    if (slowCalls == 0) fail("no wrapperExecAsync call outlived its 1 ms timeout: nothing raced, nothing was tested");
+    TagSet all = {tags, COUNT};
+    step("waiting for %d timeout callbacks", COUNT);
+    tracker_wait(all_hooks_done, &all, 5000); /* the callbacks have returned */
+    int missing = 0, extra = 0, wrong = 0;
+    for (int i = 0; i < COUNT; i++) {
+        Tag seen = snapshot(tags[i]);
+        if (seen.callbacks == 0) missing++;
+        if (seen.callbacks > 1) extra++;
+        if (seen.callbacks > 0 && seen.firstRet != TIMEOUT_RET && wrong++ == 0) {
+            fail("%s: callback ret %d (%s), expected %d", tags[i]->text, seen.firstRet, error_text(seen.firstRet),
+                 TIMEOUT_RET);
+        }
+    }
+    if (missing > 0) fail("%d of %d requests got no callback within 5 s", missing, COUNT);
+    if (extra > 0) fail("%d of %d requests got more than one callback", extra, COUNT);
+
+    step("wrapperDebugInfo(NULL) after the last timeout callback");
+    int64_t lastCallback = tracker_last_ns();
+    const char *state = P.debugInfo(NULL);
+    long pending = json_int(state, "async_pending"), timers = json_int(state, "timers");
+    int64_t firstCheck = now_ns();
+    while ((pending != 0 || timers != 0) && ms_since(firstCheck) < RECHECK_MS) {
+        sleep_ms(20);
+        state = P.debugInfo(NULL);
+        pending = json_int(state, "async_pending");
+        timers = json_int(state, "timers");
+    }
+    note("%.0f ms after the last callback: %s", (double)(now_ns() - lastCallback) / 1e6, state ? state : "(NULL)");
+    if (pending != 0 || timers != 0) {
+        fail("after all %d requests timed out, wrapperDebugInfo(NULL) still shows async_pending %ld and timers %ld "
+             "(%d ms later): the plugin leaked what it kept for them",
+             COUNT, pending, timers, RECHECK_MS);
+    }
+
+    /* The sids and usrTags of expired requests are free again: new requests using them get their
+       results by callback(resp, usrTag). A tag an expired request left behind would make that lookup
+       ambiguous (22015 to wrapper.py, the result dropped), and the request would time out instead. */
+    enum { REUSE = 10 };
+    Tag *again[REUSE];
+    Pair pool = {"mode", "pool"};
+    step("%d new requests reusing the sids and usrTags of expired ones", REUSE);
+    for (int i = 0; i < REUSE; i++) {
+        again[i] = tag_new("leak-%d", i * (COUNT / REUSE)); /* the tracker now matches this one */
+        char payload[32];
+        snprintf(payload, sizeof payload, "again-%d", i);
+        int code = send_async(again[i], again[i]->text, &pool, 1, payload, 2000);
+        if (code != 0) fail("%s (again): wrapperExecAsync returned %d: %s", again[i]->text, code, error_text(code));
+    }
+    TagSet reused = {again, REUSE};
+    tracker_wait(all_finished, &reused, 3000);
+    sleep_ms(100); /* a second callback would come now */
+    for (int i = 0; i < REUSE; i++) {
+        char expected[32];
+        snprintf(expected, sizeof expected, "async:again-%d", i);
+        expect_one_result(again[i], 0, expected);
+    }
+    int delivered = record_count("cb_ret pool "), refused = delivered - record_count("cb_ret pool 0");
+    note("the %d requests reusing expired sids: wrapper.py's callback(resp, usrTag) returned 0 %d time(s), an error "
+         "%d time(s)", REUSE, delivered - refused, refused);
+    fini_plugin();
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * runner-starve: one expired request first (timeout 100 ms), whose callback blocks 300 ms: when it
+ * returned, the plugin's callback runner pool has a warm idle thread. Then 100 requests that are
+ * never answered (mode "silent": the calls return at once), sent one a millisecond with timeouts
+ * from 150 down to 51 ms, so that all expire together (the timeouts reach the runner pool in one
+ * burst, faster than an idle thread wakes up), and whose callbacks block 300 ms each. No timeout
+ * may queue behind a blocked callback on that warm thread: every 22012 starts at most 100 ms after
+ * its deadline.
+ */
+
+/* Sleeps until 200 us before `deadline` (monotonic ns), then spins: wakes to the microsecond. */
+static void wait_until_ns(int64_t deadline) {
+    while (deadline - now_ns() > 200000) {
+        struct timespec pause = {0, 100000};
+        nanosleep(&pause, NULL);
+    }
+    while (now_ns() < deadline) {
+    }
+}
+
+void scenario_runner_starve(void) {
+    enum { COUNT = 100, TIMEOUT = 100, DEADLINE = 150, SLACK = 100 };
+    if (init_plugin() != 0) return;
+    Pair mode = {"mode", "silent"}; /* calls that return at once: precise send times */
+    Tag *warm = tag_new("starve-warm");
+    warm->hook = sleep_hook;
+    step("warm-up: one request expiring after %d ms; its callback blocks 300 ms", TIMEOUT);
+    int code = send_async(warm, warm->text, &mode, 1, "never", TIMEOUT);
+    if (code != 0) fail("%s: wrapperExecAsync returned %d: %s", warm->text, code, error_text(code));
+    TagSet warmSet = {&warm, 1};
+    if (!tracker_wait(all_hooks_done, &warmSet, 3000)) {
+        fail("the warm-up request's callback had not returned 3 s after the request");
+        abandon();
+        return;
+    }
+    check_timeouts(&warm, 1, TIMEOUT, SLACK, 0);
+
+    Tag *tags[COUNT];
+    int timeouts[COUNT];
+    step("%d wrapperExecAsync calls, one a millisecond, all expiring %d ms from now; callbacks block 300 ms", COUNT,
+         DEADLINE);
+    int64_t burst = now_ns();
+    for (int i = 0; i < COUNT; i++) {
+        tags[i] = tag_new("starve-%d", i);
+        tags[i]->hook = sleep_hook;
+        /* Sent at burst + i ms (to the microsecond) with timeout DEADLINE - i ms: one deadline. */
+        int64_t at = burst + (int64_t)i * 1000000LL;
+        wait_until_ns(at);
+        timeouts[i] = DEADLINE - i;
+        code = send_async(tags[i], tags[i]->text, &mode, 1, "never", timeouts[i]);
+        if (code != 0) fail("%s: wrapperExecAsync returned %d: %s", tags[i]->text, code, error_text(code));
+    }
+    int64_t earliest = INT64_MAX, latest = 0;
+    for (int i = 0; i < COUNT; i++) {
+        int64_t deadline = tags[i]->enteredNs + (int64_t)timeouts[i] * 1000000LL;
+        if (deadline < earliest) earliest = deadline;
+        if (deadline > latest) latest = deadline;
+    }
+    note("the %d deadlines lie within %.0f us", COUNT, (double)(latest - earliest) / 1e3);
+    TagSet all = {tags, COUNT};
+    step("waiting for %d timeout callbacks", COUNT);
+    tracker_wait(all_called, &all, 5000);
+    check_timeouts_each(tags, COUNT, DEADLINE, timeouts, SLACK, 0);
+    if (failures() > 0) {
+        abandon(); /* late callbacks may still be queued behind blocked ones for long: do not wait */
+        return;
+    }
+    step("waiting for the blocking callbacks to return");
+    if (!tracker_wait(all_hooks_done, &all, 40000)) {
+        fail("the timeout callbacks had not all returned");
+        abandon();
+        return;
+    }
+    fini_plugin();
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * fallback-backlog-memory (fixture faults_sync_only, async.fallback_threads=1): a wrapper without
+ * wrapperOnceExecAsync, served by one fallback thread; its wrapperOnceExec takes 4 ms. 256 KiB
+ * requests keep 10 waiting at all times for backlog.seconds (4), so the fallback queue never
+ * drains. What a request holds must be released when it has run: RSS may grow at most
+ * backlog.rss_mib (40) MiB between a 1 s warm-up and the end (the peak counts; a plugin that keeps
+ * each served request's 256 KiB until the queue drains grows by about 50 MiB a second here).
+ * Every request gets exactly its own echo.
+ */
+
+enum { BACKLOG = 10, BACKLOG_BYTES = 256 * 1024 };
+
+static unsigned char backlogPayload[BACKLOG_BYTES];
+
+/* wrapperExecAsync of one 256 KiB node (the payload, its first 8 bytes replaced by the index). */
+static int send_backlog_request(Tag *tag, int index) {
+    char sid[32];
+    snprintf(sid, sizeof sid, "%s", tag->text);
+    Pair pairs[] = {{"sid", sid}, {"block", "1"}, {"sleep_s", "0.004"}};
+    pParamList params = params_build(pairs, 3);
+    char digits[16];
+    snprintf(digits, sizeof digits, "%08d", index);
+    memcpy(backlogPayload, digits, 8);
+    pDataList request = data_build("audio", backlogPayload, BACKLOG_BYTES, DataAudio, DataOnce, NULL);
+    tag->enteredNs = now_ns();
+    int code = P.execAsync(tag->text, params, request, tracker_callback, 0, NULL, 0);
+    tag->returnedNs = now_ns();
+    tag->asyncCode = code;
+    params_free(params);
+    data_free(request);
+    return code;
+}
+
+/* Whether a request got exactly its own echo: "echo:" + its 256 KiB input. Writes why not. */
+static int backlog_outcome_ok(Tag *tag, int index, char *why, size_t size) {
+    tracker_lock();
+    Tag seen = *tag;
+    const NodeCopy *echo = list_find(&tag->output, "echo");
+    char head[16];
+    snprintf(head, sizeof head, "echo:%08d", index);
+    int good = echo != NULL && echo->len == 5 + BACKLOG_BYTES && memcmp(echo->data, head, 13) == 0 &&
+               memcmp(echo->data + 13, backlogPayload + 8, BACKLOG_BYTES - 8) == 0;
+    size_t len = echo != NULL ? echo->len : 0;
+    tracker_unlock();
+    if (seen.callbacks != 1) {
+        snprintf(why, size, "%s: %d callbacks, expected 1", tag->text, seen.callbacks);
+    } else if (seen.firstRet != 0) {
+        snprintf(why, size, "%s: callback ret %d (%s)", tag->text, seen.firstRet, error_text(seen.firstRet));
+    } else if (!good) {
+        snprintf(why, size, "%s: \"echo\" is %zu bytes, not \"echo:\" + its own %d-byte input", tag->text, len,
+                 BACKLOG_BYTES);
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    Tag **slots;
+} BacklogSlots;
+
+/* Some in-flight request's callback has returned (or a slot is free). */
+static int backlog_slot_done(void *argument) {
+    Tag **slots = ((BacklogSlots *)argument)->slots;
+    for (int i = 0; i < BACKLOG; i++) {
+        if (slots[i] == NULL || (slots[i]->hooksDone > 0 && slots[i]->hooksRunning == 0)) return 1;
+    }
+    return 0;
+}
+
+void scenario_fallback_backlog_memory(void) {
+    int seconds = config_int("backlog.seconds", 4), limitMiB = config_int("backlog.rss_mib", 40);
+    const int warmMs = 1000;
+    if (init_plugin() != 0) return;
+    for (int i = 0; i < BACKLOG_BYTES; i++) backlogPayload[i] = (unsigned char)(i * 131 + 17);
+    static Tag *slots[BACKLOG];
+    static int indexes[BACKLOG];
+    BacklogSlots set = {slots};
+    int issued = 0, completed = 0, bad = 0, sendFailed = 0;
+    long rssWarm = -1, rssPeak = -1;
+    int completedWarm = 0;
+    char why[300];
+    int64_t started = now_ns(), lastSample = 0;
+    step("keeping %d requests of %d KiB waiting for one fallback thread for %d s", BACKLOG, BACKLOG_BYTES / 1024,
+         seconds);
+    while (ms_since(started) < seconds * 1000.0) {
+        for (int i = 0; i < BACKLOG; i++) {
+            Tag *tag = slots[i];
+            if (tag != NULL) {
+                tracker_lock();
+                int done = tag->hooksDone > 0 && tag->hooksRunning == 0;
+                tracker_unlock();
+                if (!done) continue;
+                if (!backlog_outcome_ok(tag, indexes[i], why, sizeof why) && bad++ == 0) fail("%s", why);
+                completed++;
+                tag_retire(tag); /* frees its copy of the output */
+            }
+            slots[i] = tag_new("backlog-%d", issued);
+            indexes[i] = issued;
+            int code = send_backlog_request(slots[i], issued++);
+            if (code != 0) {
+                if (sendFailed++ == 0) {
+                    fail("%s: wrapperExecAsync returned %d: %s", slots[i]->text, code, error_text(code));
+                }
+                tag_retire(slots[i]);
+                slots[i] = NULL;
+            }
+        }
+        if (ms_since(lastSample) >= 50) {
+            lastSample = now_ns();
+            long rss = rss_kib();
+            if (rssWarm < 0 && ms_since(started) >= warmMs) {
+                rssWarm = rssPeak = rss;
+                completedWarm = completed;
+            } else if (rssWarm >= 0 && rss > rssPeak) {
+                rssPeak = rss;
+            }
+        }
+        tracker_wait(backlog_slot_done, &set, 20);
+    }
+    long rssEnd = rss_kib();
+    if (rssEnd > rssPeak) rssPeak = rssEnd;
+    const char *state = P.debugInfo(NULL);
+    note("at the end: %s", state ? state : "(NULL)");
+    step("waiting for the last %d requests", BACKLOG);
+    for (int i = 0; i < BACKLOG; i++) {
+        if (slots[i] == NULL) continue;
+        TagSet one = {&slots[i], 1};
+        if (!tracker_wait(all_hooks_done, &one, 5000)) {
+            fail("%s: no callback within 5 s after the run", slots[i]->text);
+            continue;
+        }
+        if (!backlog_outcome_ok(slots[i], indexes[i], why, sizeof why) && bad++ == 0) fail("%s", why);
+        completed++;
+    }
+    long growth = rssPeak - rssWarm;
+    note("%d requests served in %.1f s (%d after the warm-up); rss %ld KiB after the %d ms warm-up, peak %ld KiB "
+         "(%+ld KiB; limit %d MiB)",
+         completed, ms_since(started) / 1000, completed - completedWarm, rssWarm, warmMs, rssPeak, growth, limitMiB);
+    if (bad > 1) fail("%d of %d requests did not get exactly their own echo", bad, completed);
+    if (completed - completedWarm < 100) {
+        fail("only %d requests were served after the warm-up: the backlog was not exercised",
+             completed - completedWarm);
+    }
+    if (rssWarm < 0 || rssPeak < 0) {
+        fail("could not read RSS from /proc/self/statm");
+    } else if (growth > (long)limitMiB * 1024) {
+        fail("RSS grew by %ld KiB (%ld -> peak %ld KiB) over %d requests after the warm-up while %d always waited "
+             "(limit %d MiB): served requests are not released",
+             growth, rssWarm, rssPeak, completed - completedWarm, BACKLOG, limitMiB);
     }
     fini_plugin();
 }

@@ -4,6 +4,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "faults.h"
@@ -499,5 +500,159 @@ void scenario_pull_read_unique_keys(void) {
         if (code != 0) fail("%s: wrapperDestroy returned %d: %s", tag->text, code, error_text(code));
     }
     if (tracker_total() != 0) fail("%d callback(s) arrived for pull sessions", tracker_total());
+    fini_plugin();
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * lend-pull (config data.lend=true): a pull session whose wrapperWrite delivers the input node's
+ * node.view itself — with data.lend, a view straight over the loader's buffer — with
+ * callback(resp, sid) during the call (create param deliver=view). The loader frees its input when
+ * the write returns (here: poisoned, freed, and the memory reused); the result waits for the next
+ * read. The write must return 0 and that read must return the exact input bytes, not freed memory.
+ */
+
+enum { LEND_BYTES = 4096, LEND_JUNK = 64 };
+
+void scenario_lend_pull(void) {
+    const char *lend = config_value("data.lend");
+    if (init_plugin() != 0) return;
+    Tag *tag = tag_new("lend-pull");
+    Pair extra[] = {{"deliver", "view"}};
+    int code;
+    step("wrapperCreate (pull, deliver=view) with data.lend=%s", lend ? lend : "(unset)");
+    if (open_session(tag, 0, tag->text, extra, 1, &code) == NULL) {
+        fail("wrapperCreate returned %d: %s", code, error_text(code));
+        fini_plugin();
+        return;
+    }
+    static unsigned char input[LEND_BYTES];
+    for (int i = 0; i < LEND_BYTES; i++) input[i] = (unsigned char)(i * 7 + 1); /* never 0xAB at offset 0 */
+    pDataList request = data_build("audio", input, LEND_BYTES, DataAudio, DataEnd, NULL);
+    step("wrapperWrite of %d bytes (wrapper.py delivers node.view with callback(resp, sid) during the call)",
+         LEND_BYTES);
+    code = P.write(tag->handle, request);
+    data_free(request); /* the loader frees its input when the call returns */
+    if (code != 0) fail("wrapperWrite returned %d: %s", code, error_text(code));
+    void *junk[LEND_JUNK]; /* reuse the freed input's memory */
+    for (int i = 0; i < LEND_JUNK; i++) {
+        junk[i] = malloc(LEND_BYTES);
+        if (junk[i] != NULL) memset(junk[i], 'Z', LEND_BYTES);
+    }
+    step("wrapperRead after the input was freed");
+    pDataList output = NULL;
+    code = P.read(tag->handle, &output);
+    if (code != 0) fail("wrapperRead returned %d: %s", code, error_text(code));
+    pDataList echo = NULL;
+    for (pDataList node = output; node != NULL; node = node->next) {
+        if (node->key != NULL && strcmp(node->key, "echo") == 0) echo = node;
+    }
+    char delivered[96] = "cb_ret view (not recorded)";
+    record_find("cb_ret view", delivered, sizeof delivered);
+    if (code == 0 && echo == NULL) {
+        fail("wrapperRead returned no \"echo\" node (wrapper.py recorded \"%s\")", delivered);
+    } else if (echo != NULL) {
+        const unsigned char *data = echo->data;
+        int firstDiff = -1, differing = 0;
+        for (int i = 0; i < LEND_BYTES && i < (int)echo->len && data != NULL; i++) {
+            if (data[i] != input[i] && differing++ == 0) firstDiff = i;
+        }
+        if (echo->len != LEND_BYTES || data == NULL) {
+            fail("\"echo\" is %u bytes, expected the %d input bytes", echo->len, LEND_BYTES);
+        } else if (differing > 0) {
+            fail("\"echo\" differs from the input in %d of %d bytes (first at offset %d: 0x%02x, expected 0x%02x%s): "
+                 "the plugin lent the loader's freed input buffer",
+                 differing, LEND_BYTES, firstDiff, data[firstDiff], input[firstDiff],
+                 data[firstDiff] == POISON ? ", the driver's poison" : data[firstDiff] == 'Z' ? ", reused memory" : "");
+        } else {
+            note("\"echo\" is the exact %d input bytes, read after the input was freed", LEND_BYTES);
+        }
+        if (echo->status != DataEnd) fail("\"echo\" has status %d, expected DataEnd", echo->status);
+    }
+    for (int i = 0; i < LEND_JUNK; i++) free(junk[i]);
+    step("wrapperDestroy");
+    code = P.destroy(tag->handle);
+    if (code != 0) fail("wrapperDestroy returned %d: %s", code, error_text(code));
+    fini_plugin();
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * read-many: a pull session whose wrapperWrite queues 20,000 results with distinct keys (one
+ * callback(resp, sid) of 20,000 nodes; keys share a 206-character prefix, as real keys may).
+ * One wrapperRead must return them all, in order, within 1 s (the check that keys are unique
+ * within a read must not be quadratic); the next read returns nothing.
+ */
+
+/* 206 characters: keys that share a long prefix are the worst case for comparing keys one by one. */
+#define MANY_PREFIX                                                                                                 \
+    "results/of/a/pull/session/with/twenty/thousand/distinct/keys/that/share/a/long/common/prefix/as/real/keys/do/" \
+    "results/of/a/pull/session/with/twenty/thousand/distinct/keys/that/share/a/long/common/prefix/key="
+
+void scenario_read_many(void) {
+    enum { COUNT = 20000, LIMIT_MS = 1000 };
+    if (init_plugin() != 0) return;
+    Tag *tag = tag_new("read-many");
+    char count[16];
+    snprintf(count, sizeof count, "%d", COUNT);
+    Pair extra[] = {{"deliver", "many"}, {"results", count}, {"key_prefix", MANY_PREFIX}};
+    int code;
+    step("wrapperCreate (pull, deliver=many)");
+    if (open_session(tag, 0, tag->text, extra, 3, &code) == NULL) {
+        fail("wrapperCreate returned %d: %s", code, error_text(code));
+        fini_plugin();
+        return;
+    }
+    step("wrapperWrite (wrapper.py queues %d results with distinct keys)", COUNT);
+    int64_t writeStarted = now_ns();
+    code = write_text(tag->handle, "go", DataEnd);
+    double writeMs = ms_since(writeStarted);
+    if (code != 0) fail("wrapperWrite returned %d: %s", code, error_text(code));
+    char line[200];
+    if (record_find("cb_ret many", line, sizeof line) && strcmp(line, "cb_ret many 0") != 0) {
+        fail("wrapper.py's callback(resp, sid) of %d nodes returned \"%s\", expected 0", COUNT,
+             line + strlen("cb_ret many "));
+    }
+
+    step("one wrapperRead of %d queued results", COUNT);
+    pDataList output = NULL;
+    int64_t readStarted = now_ns();
+    code = P.read(tag->handle, &output);
+    double readMs = ms_since(readStarted);
+    if (code != 0) fail("wrapperRead returned %d: %s", code, error_text(code));
+    int nodes = 0, wrong = 0, finals = 0;
+    char expectedKey[256], expectedData[16];
+    for (pDataList node = output; node != NULL && nodes <= COUNT; node = node->next, nodes++) {
+        snprintf(expectedKey, sizeof expectedKey, "%s%05d", MANY_PREFIX, nodes);
+        int dataLen = snprintf(expectedData, sizeof expectedData, "%d", nodes);
+        if (node->status == DataEnd) finals++;
+        if (node->key != NULL && strcmp(node->key, expectedKey) == 0 && node->len == (unsigned)dataLen &&
+            node->data != NULL && memcmp(node->data, expectedData, (size_t)dataLen) == 0) {
+            continue;
+        }
+        if (wrong++ == 0) {
+            fail("node %d of the read is \"%s\" = \"%.*s\", expected \"%s\" = \"%s\"", nodes,
+                 node->key ? node->key : "(NULL)", node->data ? (int)(node->len < 20 ? node->len : 20) : 6,
+                 node->data ? (const char *)node->data : "(NULL)", expectedKey, expectedData);
+        }
+    }
+    note("wrapperWrite (wrapper.py building and delivering %d results) took %.0f ms; one wrapperRead returned %d "
+         "node(s) in %.1f ms (limit %d ms)",
+         COUNT, writeMs, nodes, readMs, LIMIT_MS);
+    if (nodes != COUNT) fail("one wrapperRead returned %d of the %d queued results (distinct keys)", nodes, COUNT);
+    if (wrong > 1) fail("%d of the %d nodes read were not the expected key and data in order", wrong, nodes);
+    if (finals != 1) fail("%d node(s) with status DataEnd in the read, expected 1 (the last)", finals);
+    if (readMs > LIMIT_MS) {
+        fail("one wrapperRead of %d queued results took %.0f ms (limit %d ms)", COUNT, readMs, LIMIT_MS);
+    }
+
+    step("a second wrapperRead (nothing left)");
+    output = NULL;
+    code = P.read(tag->handle, &output);
+    int left = 0;
+    for (pDataList node = output; node != NULL && left <= COUNT; node = node->next) left++;
+    if (code != 0) fail("the second wrapperRead returned %d: %s", code, error_text(code));
+    if (left > 0) fail("the second wrapperRead returned %d node(s), expected none", left);
+    step("wrapperDestroy");
+    code = P.destroy(tag->handle);
+    if (code != 0) fail("wrapperDestroy returned %d: %s", code, error_text(code));
     fini_plugin();
 }

@@ -117,20 +117,6 @@ static uint64_t next_random(Driver *driver) { /* xorshift64* */
 
 static unsigned pick(Driver *driver, unsigned below) { return (unsigned)(next_random(driver) >> 33) % below; }
 
-static long rss_kib(void) {
-    FILE *file = fopen("/proc/self/statm", "r");
-    long size = 0, resident = 0;
-    if (file == NULL) return -1;
-    if (fscanf(file, "%ld %ld", &size, &resident) != 2) resident = -1;
-    fclose(file);
-    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static int config_int(const char *key, int fallback) {
-    const char *value = config_value(key);
-    return value != NULL && value[0] != '\0' ? atoi(value) : fallback;
-}
-
 int stress_watchdog_seconds(void) { return config_int("stress.seconds", 60) + 90; }
 
 static Tag snapshot(Tag *tag) {

@@ -127,15 +127,17 @@ import Testing
 
     @Test func addressSanitizedFaultsDriverRunsClean() throws {
         // The adversarial driver built with ASan, on the scenarios that call back into the plugin from
-        // inside loader callbacks (destroy, debug info, bad calls, nested requests, wrapperFini), and
-        // long-lists (100,000-node and cyclic lists, freed node by node): the driver's lists, tags and
-        // copies of callback output are all checked, and any free by the plugin of driver memory goes
-        // through ASan. (scripts/stress.sh runs `stress` under ASan too.)
+        // inside loader callbacks (destroy, debug info, bad calls, nested requests, wrapperFini),
+        // long-lists (100,000-node and cyclic lists, freed node by node), lend-pull (data.lend: a read
+        // after the input was freed through ASan, so output lent from it is a heap-use-after-free in the
+        // driver) and read-many (a 20,000-node read): the driver's lists, tags and copies of callback
+        // output are all checked, and any free by the plugin of driver memory goes through ASan.
+        // (scripts/stress.sh runs `stress` under ASan too.)
         let binary = try buildWithAddressSanitizer("Tests/Faults", "aiges-faults")
         let scenarios = [
             "push-destroy-in-callback", "push-destroy-in-callback-thread", "push-debuginfo-in-callback",
             "bad-calls-in-callback", "async-callback-calls-plugin", "fini-from-callback", "fini-from-callback-push",
-            "long-lists",
+            "long-lists", "lend-pull", "read-many",
         ]
         for scenario in scenarios {
             let run = try Harness.run(

@@ -1,24 +1,34 @@
 import Foundation
 import Testing
 
+/// Runs aiges-faults `scenario` against a fixture and expects exit 0 and its "ok" line; a hang is
+/// killed after 60 s.
+@discardableResult
+private func expectFaultsScenarioPasses(
+    _ scenario: String, fixture: String = "faults", config: [String] = [], environment: [String: String] = [:]
+) throws -> Harness.Run {
+    let run = try Harness.faults(
+        scenario, wrapper: Harness.fixture(fixture), config: config, environment: environment, timeout: 60)
+    #expect(run.status == 0, "\(scenario): \(run)")
+    #expect(run.passed(scenario), "\(scenario): \(run)")
+    return run
+}
+
 /// Adversarial behaviour through the C ABI, driven by dist/aiges-faults (Tests/Faults, one scenario per
 /// subprocess; see `aiges-faults --list`): calls back into the plugin from inside loader callbacks,
 /// callbacks that block, async failures and timeouts, what wrapperFini ends, pull reads, thread exit,
 /// 100,000-node and cyclic lists, a short stress run — plus loader input memory that wrapper.py keeps
-/// past a call (through aiges-harness exec).
+/// past a call (through aiges-harness exec). runner-starve failed against the plugin before commit
+/// 940ae50 (ac1bb7c), as did the scenarios in `HardeningRegressionTests` below.
 ///
 /// Serialized: several scenarios measure callback lateness against 100 ms limits.
 @Suite(.serialized) struct HardeningTests {
-    /// Runs `scenario` against a fixture and expects exit 0 and its "ok" line; a hang is killed after 60 s.
+    /// `expectFaultsScenarioPasses`: exit 0 and the scenario's "ok" line.
     @discardableResult
     private func expectPasses(
         _ scenario: String, fixture: String = "faults", config: [String] = [], environment: [String: String] = [:]
     ) throws -> Harness.Run {
-        let run = try Harness.faults(
-            scenario, wrapper: Harness.fixture(fixture), config: config, environment: environment, timeout: 60)
-        #expect(run.status == 0, "\(scenario): \(run)")
-        #expect(run.passed(scenario), "\(scenario): \(run)")
-        return run
+        try expectFaultsScenarioPasses(scenario, fixture: fixture, config: config, environment: environment)
     }
 
     // MARK: push sessions
@@ -62,7 +72,7 @@ import Testing
         "timeouts fire on time: busy fallback workers, blocking callbacks, the default timeout",
         arguments: [
             ("async-timeout-busy-fallback", "faults_sync_only"), ("async-timeout-blocking-callbacks", "faults"),
-            ("async-default-timeout", "faults"),
+            ("async-default-timeout", "faults"), ("runner-starve", "faults"),
         ])
     func timeoutsFireOnTime(scenario: String, fixture: String) throws {
         let run = try expectPasses(scenario, fixture: fixture)
@@ -139,5 +149,51 @@ import Testing
         let pattern = harnessPattern(1 << 20)
         try expectKeptViews(
             input: "gen:1M", firstInput: pattern + Data("#0-0".utf8), lastInput: pattern + Data("#0-2".utf8))
+    }
+}
+
+/// What an adversarial review of the hardening found (each scenario failed against ac1bb7c, the plugin
+/// before commit 940ae50). None measures callback lateness against a tight limit, so unlike
+/// `HardeningTests` they run in parallel (each a few seconds at most, mostly waiting).
+@Suite struct HardeningRegressionTests {
+    /// wrapperFini while work is in flight: a wrapperOnceExecAsync still running (its request gets one
+    /// outcome: the 22018 callback and a 0 return), a held result on its way to a blocking callback
+    /// (no callback runs or starts after wrapperFini returned), a fallback wrapperOnceExec still
+    /// running (wrapper.py's wrapperFini runs only after it returned).
+    @Test(
+        "wrapperFini racing work in flight",
+        arguments: [
+            ("fini-race", "faults"), ("fini-after-held", "faults"), ("fini-waits-fallback", "faults_sync_only"),
+        ])
+    func finiRacingWorkInFlight(scenario: String, fixture: String) throws {
+        try expectFaultsScenarioPasses(scenario, fixture: fixture)
+    }
+
+    /// 1 ms timeouts that pass while wrapperExecAsync waits for a GIL a Python thread keeps busy: once
+    /// every request got its 22012, wrapperDebugInfo(NULL) shows no pending request and no timer, and
+    /// new requests reusing their sids get their results (no stale tag makes the lookup ambiguous).
+    @Test func expiredRequestsLeaveNothingBehind() throws {
+        let run = try expectFaultsScenarioPasses("timer-leak")
+        for line in run.lines("  ") where line.contains("after the last callback") { print("timer-leak:\(line)") }
+    }
+
+    /// One fallback thread and 10 requests of 256 KiB always waiting for 4 s: what a served request
+    /// held is released at once (RSS grows less than 40 MiB), and each request gets its own echo.
+    @Test func aSteadyFallbackBacklogKeepsMemoryFlat() throws {
+        let run = try expectFaultsScenarioPasses("fallback-backlog-memory", fixture: "faults_sync_only")
+        for line in run.lines("  ") where line.contains("rss") { print("fallback-backlog-memory:\(line)") }
+    }
+
+    /// data.lend: wrapperWrite delivers `node.view` (the loader's own buffer) with callback(resp, sid);
+    /// the loader frees its input when the write returns, and the next read must still return its
+    /// exact bytes (the plugin copies output pointing into any buffer lent right now).
+    @Test func aLentViewDeliveredDuringAWriteReadsBackExactly() throws {
+        try expectFaultsScenarioPasses("lend-pull")
+    }
+
+    /// 20,000 queued results with distinct keys (sharing a long prefix) come back in one read within 1 s.
+    @Test func oneReadReturnsTwentyThousandQueuedResults() throws {
+        let run = try expectFaultsScenarioPasses("read-many")
+        for line in run.lines("  wrapperWrite") { print("read-many:\(line)") }
     }
 }

@@ -120,6 +120,37 @@ ALSO_AVAILABLE = {
 }
 
 
+ENTRY_METHODS = ("wrapperOnceExec", "wrapperOnceExecAsync", "wrapperCreate")
+
+
+def check_entry_points(instance, class_name, file_name, defined, is_method, warn):
+    """The plugin's load-time checks (UserWrapper.swift): a class defining none of ENTRY_METHODS
+    (`defined` holds the names it does define) fails with 22002; a method named like an entry point
+    that none is ("wrapperOnceExce") gets a warning naming the nearest one. `is_method(name)` tells
+    whether `name` is a method of the author's (not an aiges SDK stub)."""
+    if not any(name in defined for name in ENTRY_METHODS):
+        raise PluginError(
+            INIT_FAILED,
+            f"{file_name}: class {class_name} defines none of wrapperOnceExec, wrapperOnceExecAsync, "
+            "wrapperCreate: the loader could not call it")
+    known = list(NEWEST_FORM)
+    for name in sorted(dir(instance)):
+        if name.lower().startswith("wrapper") and name not in known and is_method(name):
+            nearest = min(known, key=lambda entry: (edit_distance(name, entry), known.index(entry)))
+            warn(f"{class_name}.{name} is not an entry point the plugin calls; did you mean {nearest}?")
+
+
+def edit_distance(a, b):
+    """Insertions, deletions and substitutions that turn `a` into `b`."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a):
+        current = [i + 1]
+        for j, y in enumerate(b):
+            current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
 def plan_arguments(name, parameters, var_args, warn=None):
     """What to pass for each parameter of wrapper method `name`, as the plugin plans it once at load:
     a list of kinds (keys of KIND_NAMES), None for a parameter it has nothing for.

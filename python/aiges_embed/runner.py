@@ -128,6 +128,9 @@ class Runner:
                 if found is not None:
                     function, parameters, var_args = found
                     methods[name] = (function, contract.plan_arguments(name, parameters, var_args, contract.warn))
+            contract.check_entry_points(
+                instance, self.class_name, os.path.basename(self.path), methods,
+                lambda name: _plugin.method(instance, name) is not None, contract.warn)
             self.instance, self.methods = instance, methods
             if "wrapperInit" in methods:
                 try:

@@ -225,3 +225,31 @@ def test_parameter_names_match_user_wrapper_swift():
     cases = re.findall(r"case \.(\w+): \[([^\]]*)\]", source)
     names = {kind: tuple(re.findall(r'"([^"]+)"', values)) for kind, values in cases if '"' in values}
     assert names == contract.KIND_NAMES
+
+
+def test_load_time_checks_match_the_plugin(tmp_path, capsys):
+    """A class defining no entry point fails init with 22002; a misspelled entry point is named."""
+    import pytest
+
+    from aiges_embed import _contract as contract
+    from aiges_embed.runner import Runner
+
+    none = tmp_path / "none" / "wrapper.py"
+    none.parent.mkdir()
+    none.write_text("class Wrapper:\n    def wrapperOnceExce(self, params, reqData):\n        return None\n")
+    with pytest.raises(contract.PluginError) as raised:
+        Runner(str(none)).init()
+    assert raised.value.code == contract.INIT_FAILED
+    assert "defines none of wrapperOnceExec, wrapperOnceExecAsync, wrapperCreate" in str(raised.value.detail)
+
+    typo = tmp_path / "typo" / "wrapper.py"
+    typo.parent.mkdir()
+    typo.write_text(
+        "class Wrapper:\n"
+        "    def wrapperCreate(self, params, sid):\n        return sid\n"
+        "    def wrapperOnceExce(self, params, reqData):\n        return None\n")
+    runner = Runner(str(typo))
+    runner.init()
+    runner.fini()
+    assert "Wrapper.wrapperOnceExce is not an entry point the plugin calls; did you mean wrapperOnceExec?" in (
+        capsys.readouterr().err)

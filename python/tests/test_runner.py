@@ -206,15 +206,20 @@ def test_load_failures_are_22002(capsys, write_wrapper, tmp_path):
 
 
 def test_missing_methods_are_22006(capsys, write_wrapper):
-    only_init = write_wrapper("class Wrapper:\n    def wrapperInit(self, config):\n        return 0\n")
-    status, out, _ = run(capsys, "run", only_init)
+    only_create = write_wrapper("class Wrapper:\n    def wrapperCreate(self, params, sid):\n        return sid\n")
+    status, out, _ = run(capsys, "run", only_create)
     assert status == 1
     assert "error 22006: wrapper.py does not define this method (22006): " \
            "wrapper.py defines no Wrapper.wrapperOnceExec" in out
-    status, out, _ = run(capsys, "run", only_init, "--session", "-i", "a=x")
+    only_exec = write_wrapper("class Wrapper:\n    def wrapperOnceExec(self, params, reqData):\n        return None\n")
+    status, out, _ = run(capsys, "run", only_exec, "--session", "-i", "a=x")
     assert status == 1 and "defines no Wrapper.wrapperCreate" in out
-    status, out, _ = run(capsys, "run", only_init, "--async")
-    assert status == 1 and "defines no Wrapper.wrapperOnceExecAsync" in out
+
+
+def test_a_class_the_loader_cannot_call_fails_init(capsys, write_wrapper):
+    only_init = write_wrapper("class Wrapper:\n    def wrapperInit(self, config):\n        return 0\n")
+    status, out, _ = run(capsys, "run", only_init)
+    assert status == 1 and "error 22002" in out and "defines none of wrapperOnceExec" in out
 
 
 def test_contract_checks_apply(capsys, write_wrapper):

@@ -120,6 +120,9 @@ class Wrapper:
 
             threading.Thread(target=scribble).start()
             return Response(list=[node("bytearray", buffer), node("numpy", array)])
+        if mode == "varying_code":
+            self.codes = getattr(self, "codes", 10000) + 1
+            return Response.response_err(self.codes)
         if mode == "list_mutated":
             response = Response()
             response.list = [ClearsTheList(response) for _ in range(3)]

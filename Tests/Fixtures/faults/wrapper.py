@@ -10,11 +10,17 @@ params start with "p.", "pcrc" = the sum (mod 2**32, hex) of zlib.crc32 of "key=
 Async (wrapperOnceExecAsync), param "mode":
   pool          a Python thread delivers "result" = b"async:" + data with callback(resp, usrTag)
   never         never answers
+  silent        never answers, records nothing and returns at once (for bursts of fast calls)
   deliver_ok    delivers "result" = b"done:" + data synchronously, then returns 0
   deliver_fail  delivers synchronously, then returns 5
   thread_fail   a Python thread delivers while the method still runs, then the method returns 5
   dup_sid       once two requests with the same sid are in: callback(resp, sid) (recorded:
                 "dup_sid_ret CODE"), then each its own result b"for-" + usrTag + b":" + data by usrTag
+  slow          sleeps "sleep_ms" (default 300; time.sleep releases the GIL), records
+                "slow_return USRTAG RET" and returns param "ret" (default 0) without delivering
+  spin          never answers, records nothing; the first such request starts a Python thread that
+                keeps the GIL busy (a pure-Python loop) until wrapperFini or "spin_s" seconds (default
+                5) passed (recorded: "spin_started")
 
 Sessions (handle = sid), create param "deliver":
   none          wrapperWrite only records the write
@@ -23,13 +29,19 @@ Sessions (handle = sid), create param "deliver":
   thread        the same from a Python thread, "gap_ms" (default 20) apart
   pull4         callback(resp, sid) four times: "result" r1 (Continue), r2 (Continue),
                 "other" o1 (Continue), "result" r3 (End)
+  view          callback(resp, sid) of one node "echo" whose data is the first input node's
+                node.view itself (with data.lend: the loader's own buffer), status DataEnd
+                (recorded: "cb_ret view CODE")
+  many          callback(resp, sid) once with "results" nodes (default 1) with distinct keys
+                "key_prefix" (default "many-") + the index as 5 digits, data the index as text, the
+                last one DataEnd (recorded: "cb_ret many CODE")
 Create param "read_delivers=1": the session's first wrapperRead call delivers those same four results
 with callback(resp, sid) (during the read); "raise_read=1": the first wrapperRead call then raises
 (recorded "read_raise HANDLE"). A write of b"quiet" delivers nothing. Every callback() return code
 is recorded ("cb_ret WHERE CODE").
 
 Recorded lines: "init", "fini", "create SID", "destroy HANDLE", "load PATCH_ID", "unload PATCH_ID",
-"async MODE USRTAG", "cb_ret ...", "dup_sid_ret CODE".
+"async MODE USRTAG", "cb_ret ...", "dup_sid_ret CODE", "slow_return USRTAG RET", "spin_started".
 """
 import threading
 import time
@@ -58,6 +70,8 @@ class Wrapper:
         self.sessions = {}
         self.resources = {}
         self.dups = {}
+        self.spinner = None
+        self.stop_spinning = threading.Event()
         self.record("init")
         return 0
 
@@ -90,6 +104,16 @@ class Wrapper:
 
     def wrapperOnceExecAsync(self, params, reqData, usrTag, persId):
         mode = params.get("mode", "pool")
+        if mode == "silent":
+            return 0
+        if mode == "spin":  # not recorded: file I/O would let go of the GIL once more per call
+            with self.lock:
+                if self.spinner is None:
+                    self.spinner = threading.Thread(target=self.spin, args=(float(params.get("spin_s", "5")),),
+                                                    daemon=True)
+                    self.spinner.start()
+                    self.record("spin_started")
+            return 0
         data = first_data(reqData)
         self.record("async", mode, usrTag)
         if mode == "never":
@@ -112,6 +136,11 @@ class Wrapper:
             started.wait(2)
             time.sleep(0.05)  # the delivery is in progress while this method is still running
             return 5
+        if mode == "slow":
+            time.sleep(int(params.get("sleep_ms", "300")) / 1000.0)
+            ret = int(params.get("ret", "0"))
+            self.record("slow_return", usrTag, ret)
+            return ret
         if mode == "dup_sid":
             sid = params["sid"]
             with self.lock:
@@ -133,6 +162,12 @@ class Wrapper:
         threading.Thread(target=later, daemon=True).start()
         return 0
 
+    def spin(self, seconds):
+        """Keeps the GIL busy: other threads get it only at each switch interval (5 ms)."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_spinning.is_set() and time.monotonic() < deadline:
+            sum(range(1000))
+
     def deliver_dups(self, sid, waiting):
         code = callback(Response(list=[node("result", b"by-sid")]), sid)
         self.record("dup_sid_ret", code)
@@ -152,13 +187,17 @@ class Wrapper:
                 "gap": int(params.get("gap_ms", "20")) / 1000.0,
                 "raise_read": params.get("raise_read") == "1",
                 "read_delivers": params.get("read_delivers") == "1",
+                "key_prefix": params.get("key_prefix", "many-"),
             }
         return SessionCreateResponse(handle=sid)
 
     def wrapperWrite(self, handle, req, sid):
         session = self.sessions[handle]
-        data = first_data(req)
         self.record("write", handle)
+        if session["deliver"] == "view":  # before anything reads node.data
+            self.record("cb_ret view", callback(Response(list=[node("echo", req.list[0].view, DataEnd)]), sid))
+            return 0
+        data = first_data(req)
         if data == b"quiet":
             return 0
         deliver = session["deliver"]
@@ -168,6 +207,11 @@ class Wrapper:
             threading.Thread(target=self.deliver_results, args=(session, data, session["gap"]), daemon=True).start()
         elif deliver == "pull4":
             self.deliver_pull4(sid)
+        elif deliver == "many":
+            count, prefix = session["results"], session["key_prefix"]
+            nodes = [node("%s%05d" % (prefix, i), b"%d" % i, DataEnd if i == count - 1 else DataContinue)
+                     for i in range(count)]
+            self.record("cb_ret many", callback(Response(list=nodes), sid))
         return 0
 
     def deliver_pull4(self, sid):
@@ -216,5 +260,6 @@ class Wrapper:
         return 0 if self.resources.pop(patch_id, None) is not None else 404
 
     def wrapperFini(self):
+        self.stop_spinning.set()
         self.record("fini")
         return 0
