@@ -18,8 +18,10 @@ tables=$($command 2>/dev/null)
     echo "Every figure below comes from that one run; the machine is shared and noisy, so compare"
     echo "ratios within the run rather than absolute numbers across runs."
     echo
-    echo "- **zero-copy**: the default data path; **copy mode**: config \`data.copy = true\`, which copies"
-    echo "  inputs to \`bytes\` and outputs into plugin memory as a naive plugin does."
+    echo "- **default**: copy-on-read inputs (a node nobody reads costs nothing; reading it copies it once),"
+    echo "  read-only outputs lent, writable ones copied; **data.lend**: the opt-in zero-copy inputs (views"
+    echo "  straight over the loader's buffers); **data.copy**: every input and output copied, as a naive"
+    echo "  plugin does. See README, \"Request and output memory\"."
     echo "- **floor**: the same \`wrapperOnceExec\` called directly from Python, in the same process, on"
     echo "  equivalent \`aiges_embed\` objects built beforehand (only the call is timed)."
     echo "- Latency is \`wrapperExec\` + \`wrapperExecFree\`; the harness builds its request list once"
