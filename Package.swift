@@ -31,12 +31,18 @@ let package = Package(
                 ])
             ]),
         .testTarget(name: "PluginTests", path: "Tests/PluginTests"),
+        // Loading libwrapper.so as the AIGES loader does, shared by the two C tools below.
+        .target(
+            name: "AigesLoader", cSettings: [.headerSearchPath("../../include")],
+            linkerSettings: [.linkedLibrary("dl")]),
         .executableTarget(
-            name: "aiges-harness", dependencies: ["AigesABI"], cSettings: [.headerSearchPath("../../include")],
+            name: "aiges-harness", dependencies: ["AigesABI", "AigesLoader"],
+            cSettings: [.headerSearchPath("../../include")],
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         // Adversarial scenarios against the plugin (Tests/PluginTests/HardeningTests.swift runs them).
         .executableTarget(
-            name: "aiges-faults", path: "Tests/Faults", cSettings: [.headerSearchPath("../../include")],
+            name: "aiges-faults", dependencies: ["AigesLoader"], path: "Tests/Faults",
+            cSettings: [.headerSearchPath("../../include")],
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
     ]
 )

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 calls=${1:-20000}
 scripts/build.sh >/dev/null
 mkdir -p .build/profile
-gcc -O2 -g -Iinclude Sources/aiges-harness/*.c -o .build/profile/aiges-harness -ldl -lpthread
+gcc -O2 -g -Iinclude -ISources/AigesLoader/include Sources/AigesLoader/loader.c Sources/aiges-harness/*.c \
+    -o .build/profile/aiges-harness -ldl -lpthread
 strip --strip-debug -o .build/profile/libwrapper.so dist/libwrapper.so
 valgrind --tool=callgrind --callgrind-out-file=.build/profile/callgrind.out \
     .build/profile/aiges-harness exec --so .build/profile/libwrapper.so -c wrapper.file=scripts/bench/wrapper.py \

@@ -39,7 +39,8 @@ fi
 
 echo "== stress under AddressSanitizer: .build/asan/aiges-faults for $asan_seconds s (plugin log: $logs/asan.log)"
 mkdir -p .build/asan
-if ! clang -g -O1 -fsanitize=address -fno-omit-frame-pointer -Iinclude Tests/Faults/*.c \
+if ! clang -g -O1 -fsanitize=address -fno-omit-frame-pointer -Iinclude -ISources/AigesLoader/include \
+    Sources/AigesLoader/loader.c Tests/Faults/*.c \
     -o .build/asan/aiges-faults -ldl -lpthread 2>"$logs/clang.log"; then
     cat "$logs/clang.log" >&2
     exit 1

@@ -145,20 +145,13 @@ func attribute(_ object: PyPointer, _ name: StaticString) throws(PluginError) ->
 }
 
 /// The value of a Python int as Int32, or nil if `object` is not an int or does not fit.
-func int32(_ object: PyPointer) -> Int32? {
-    guard aiges_py_is_long(object) != 0 else { return nil }
-    var overflow: Int32 = 0
-    let value = PyLong_AsLongAndOverflow(object, &overflow)
-    if value == -1, PyErr_Occurred() != nil {
-        PyErr_Clear()
-        return nil
-    }
-    guard overflow == 0, let result = Int32(exactly: value) else { return nil }
-    return result
-}
+func int32(_ object: PyPointer) -> Int32? { integer(object).flatMap { Int32(exactly: $0) } }
 
 /// The value of a Python int as UInt32, or nil if `object` is not an int or does not fit.
-func uint32(_ object: PyPointer) -> UInt32? {
+func uint32(_ object: PyPointer) -> UInt32? { integer(object).flatMap { UInt32(exactly: $0) } }
+
+/// The value of a Python int as Int, or nil if `object` is not an int or does not fit (error cleared).
+private func integer(_ object: PyPointer) -> Int? {
     guard aiges_py_is_long(object) != 0 else { return nil }
     var overflow: Int32 = 0
     let value = PyLong_AsLongAndOverflow(object, &overflow)
@@ -166,6 +159,5 @@ func uint32(_ object: PyPointer) -> UInt32? {
         PyErr_Clear()
         return nil
     }
-    guard overflow == 0 else { return nil }
-    return UInt32(exactly: value)
+    return overflow == 0 ? value : nil
 }

@@ -374,21 +374,6 @@ void print_stats(const Options *options, Plugin *plugin) {
     printf("stats: %s\n", json != NULL ? json : "(null)");
 }
 
-/* libwrapper.so beside this executable, else ./libwrapper.so. */
-static const char *default_library(void) {
-    static char path[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 32);
-    if (len > 0) {
-        path[len] = '\0';
-        char *slash = strrchr(path, '/');
-        if (slash != NULL) {
-            strcpy(slash + 1, "libwrapper.so");
-            if (access(path, R_OK) == 0) return path;
-        }
-    }
-    return "./libwrapper.so";
-}
-
 static int meter_hook(const void *usrTag, const char *key, int count) {
     printf("hook meter usrTag=%s key=%s count=%d\n", usrTag ? (const char *)usrTag : "(null)", key ? key : "(null)",
            count);
@@ -488,8 +473,8 @@ int main(int argc, char **argv) {
     Options options;
     options_parse(&options, argc, argv);
     Plugin plugin;
-    const char *library = options.library ? options.library : default_library();
-    if (plugin_load(&plugin, library) != 0) return 3;
+    const char *library = options.library ? options.library : aiges_default_library();
+    if (aiges_plugin_load(&plugin, library, "harness") != 0) return 3;
     if (strcmp(options.mode, "exec") == 0) return run_exec(&options, &plugin);
     if (strcmp(options.mode, "probe") == 0) return run_probe(&options, &plugin);
     if (strcmp(options.mode, "session") == 0) return run_session(&options, &plugin);

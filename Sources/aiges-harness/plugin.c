@@ -15,41 +15,6 @@ _Static_assert(offsetof(struct DataList, desc) == 32, "DataList.desc offset");
 
 #define POISON 0xDB
 
-#define RESOLVE(field, name)                                                    \
-    do {                                                                        \
-        *(void **)(&plugin->field) = dlsym(plugin->library, name);              \
-        if (plugin->field == NULL) {                                            \
-            fprintf(stderr, "harness: %s does not export %s\n", path, name);   \
-            missing++;                                                          \
-        }                                                                       \
-    } while (0)
-
-int plugin_load(Plugin *plugin, const char *path) {
-    memset(plugin, 0, sizeof *plugin);
-    plugin->library = dlopen(path, RTLD_NOW); /* exactly the loader's flags: no RTLD_GLOBAL */
-    if (plugin->library == NULL) {
-        fprintf(stderr, "harness: cannot load %s: %s\n", path, dlerror());
-        return -1;
-    }
-    int missing = 0;
-    RESOLVE(setCtrl, "wrapperSetCtrl");
-    RESOLVE(init, "wrapperInit");
-    RESOLVE(fini, "wrapperFini");
-    RESOLVE(error, "wrapperError");
-    RESOLVE(version, "wrapperVersion");
-    RESOLVE(loadRes, "wrapperLoadRes");
-    RESOLVE(unloadRes, "wrapperUnloadRes");
-    RESOLVE(create, "wrapperCreate");
-    RESOLVE(write, "wrapperWrite");
-    RESOLVE(read, "wrapperRead");
-    RESOLVE(destroy, "wrapperDestroy");
-    RESOLVE(exec, "wrapperExec");
-    RESOLVE(execFree, "wrapperExecFree");
-    RESOLVE(execAsync, "wrapperExecAsync");
-    RESOLVE(debugInfo, "wrapperDebugInfo");
-    return missing == 0 ? 0 : -1;
-}
-
 static void *checked_malloc(size_t size) {
     void *memory = malloc(size == 0 ? 1 : size);
     if (memory == NULL) {

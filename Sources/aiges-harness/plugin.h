@@ -7,29 +7,7 @@
 #include <stddef.h>
 
 #include "aiges/wrapper.h"
-
-/* The fifteen entry points, resolved with dlsym exactly as the loader does. */
-typedef struct {
-    void *library;
-    int (*setCtrl)(CtrlType, void *);
-    int (*init)(pConfig);
-    int (*fini)(void);
-    const char *(*error)(int);
-    const char *(*version)(void);
-    int (*loadRes)(pDataList, unsigned int);
-    int (*unloadRes)(unsigned int);
-    const void *(*create)(const char *, pParamList, wrapperCallback, unsigned int[], int, int *);
-    int (*write)(const void *, pDataList);
-    int (*read)(const void *, pDataList *);
-    int (*destroy)(const void *);
-    int (*exec)(const char *, pParamList, pDataList, pDataList *, unsigned int[], int);
-    int (*execFree)(const char *, pDataList *);
-    int (*execAsync)(const char *, pParamList, pDataList, wrapperCallback, int, unsigned int[], int);
-    const char *(*debugInfo)(const void *);
-} Plugin;
-
-/* dlopen(path, RTLD_NOW) and resolve every symbol; prints why and returns -1 on failure. */
-int plugin_load(Plugin *plugin, const char *path);
+#include "aiges_loader.h"
 
 /* A key/value pair from the command line. */
 typedef struct {

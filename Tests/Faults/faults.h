@@ -18,35 +18,16 @@
 #include <stdint.h>
 
 #include "aiges/wrapper.h"
+#include "aiges_loader.h" /* Plugin, aiges_plugin_load */
 
 /* ------------------------------------------------------------------------------------------------
  * plugin.c: the loaded libwrapper.so
  */
 
-typedef struct {
-    void *library;
-    int (*setCtrl)(CtrlType, void *);
-    int (*init)(pConfig);
-    int (*fini)(void);
-    const char *(*error)(int);
-    const char *(*version)(void);
-    int (*loadRes)(pDataList, unsigned int);
-    int (*unloadRes)(unsigned int);
-    const void *(*create)(const char *, pParamList, wrapperCallback, unsigned int[], int, int *);
-    int (*write)(const void *, pDataList);
-    int (*read)(const void *, pDataList *);
-    int (*destroy)(const void *);
-    int (*exec)(const char *, pParamList, pDataList, pDataList *, unsigned int[], int);
-    int (*execFree)(const char *, pDataList *);
-    int (*execAsync)(const char *, pParamList, pDataList, wrapperCallback, int, unsigned int[], int);
-    const char *(*debugInfo)(const void *);
-} Plugin;
 
 /* The plugin every scenario drives. */
 extern Plugin P;
 
-/* dlopen(path, RTLD_NOW) and dlsym of all fifteen symbols into P; prints why and returns -1 on failure. */
-int plugin_load(const char *path);
 
 /* wrapperError(code), never NULL (for messages). */
 const char *error_text(int code);

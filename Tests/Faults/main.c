@@ -91,21 +91,6 @@ static void usage(FILE *out) {
     for (int i = 0; i < scenarioCount; i++) fprintf(out, "  %-34s %s\n", scenarios[i].name, scenarios[i].summary);
 }
 
-/* libwrapper.so beside this executable, else ./libwrapper.so. */
-static const char *default_library(void) {
-    static char path[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 32);
-    if (len > 0) {
-        path[len] = '\0';
-        char *slash = strrchr(path, '/');
-        if (slash != NULL) {
-            strcpy(slash + 1, "libwrapper.so");
-            if (access(path, R_OK) == 0) return path;
-        }
-    }
-    return "./libwrapper.so";
-}
-
 /* The watchdog: a run still going at the deadline is a hang, reported and ended here. */
 static void *watchdog(void *unused) {
     (void)unused;
@@ -242,7 +227,7 @@ int main(int argc, char **argv) {
     if (!timeoutGiven && scenario->watchdogSeconds != NULL) timeoutSeconds = scenario->watchdogSeconds();
     if (!has_config("wrapper.file")) fprintf(stderr, "aiges-faults: warning: no -c wrapper.file=... given\n");
 
-    if (plugin_load(library ? library : default_library()) != 0) return 3;
+    if (aiges_plugin_load(&P, library ? library : aiges_default_library(), "aiges-faults") != 0) return 3;
     install_crash_report(); /* after dlopen, so the plugin's runtime cannot replace it */
     pthread_t guard;
     pthread_create(&guard, NULL, watchdog, NULL);

@@ -72,6 +72,7 @@ import Testing
         compile.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         compile.arguments =
             ["clang", "-g", "-O1", "-fsanitize=address", "-fno-omit-frame-pointer", "-Iinclude"]
+            + ["-ISources/AigesLoader/include", "Sources/AigesLoader/loader.c"]
             + sources + ["-o", binary.path, "-ldl", "-lpthread"]
         compile.currentDirectoryURL = Harness.root
         compile.standardError = FileHandle.nullDevice
