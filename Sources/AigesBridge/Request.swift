@@ -24,6 +24,10 @@ enum DataPath {
     static let mode = Atomic<Int>(Mode.copyOnRead.rawValue)
 
     static var current: Mode { Mode(rawValue: mode.load(ordering: .relaxed)) ?? .copyOnRead }
+
+    /// Set when a `data.lend` call kept loader memory (22016): what it kept points at memory the
+    /// loader has freed, so from then on the plugin calls no wrapper.py method but `wrapperFini`.
+    static let escaped = Atomic<Bool>(false)
     static var copies: Bool { current == .copy }
     static var lends: Bool { current == .lend }
 }
@@ -158,12 +162,14 @@ struct LoanedRequest: ~Copyable {
         finished = true
         let escaped = Self.endLoans(items: items, list: list, lent: lent)
         if escaped > 0 {
+            DataPath.escaped.store(true, ordering: .relaxed)
             throw PluginError(
                 .viewEscaped,
                 """
-                wrapper.py kept \(escaped) buffer(s) made from request views past the call (e.g. \
+                wrapper.py kept buffers made from \(escaped) request view(s) past the call (e.g. \
                 np.frombuffer(node.view) or a slice of node.view stored on self) while data.lend is on; they \
-                would point at freed loader memory: keep node.data, bytes(node.view) or a copy instead
+                point at freed loader memory, so the plugin calls wrapper.py no more until wrapperFini and \
+                wrapperInit: keep node.data, bytes(node.view) or a copy instead
                 """)
         }
     }

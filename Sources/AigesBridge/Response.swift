@@ -98,7 +98,7 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         guard aiges_py_is_unicode(keyObject.pointer) != 0 else {
             throw PluginError(.invalidOutput, "ResponseData.key must be a str, got \(describe(keyObject.pointer))")
         }
-        let encoded = try encodeUTF8(keyObject.pointer)
+        let encoded = try encodeUTF8(keyObject.pointer, errors: "backslashreplace")  // keys stay valid UTF-8
         let keyBytes = UnsafeRawBufferPointer(
             start: PyBytes_AsString(encoded.pointer), count: PyBytes_Size(encoded.pointer))
         guard !keyBytes.contains(0) else {

@@ -45,6 +45,7 @@ enum Settings {
         EntryGate.waitNanoseconds.store(gate * 1000, ordering: .relaxed)
         let mode: DataPath.Mode = copy ? .copy : lend ? .lend : .copyOnRead
         DataPath.mode.store(mode.rawValue, ordering: .relaxed)
+        DataPath.escaped.store(false, ordering: .relaxed)
         Plugin.defaultTimeoutMilliseconds.store(timeout, ordering: .relaxed)
         Plugin.fallbackPool.maximumThreads = fallback
         let metricsFile = settings["metrics.file"].flatMap { $0.isEmpty ? nil : $0 }

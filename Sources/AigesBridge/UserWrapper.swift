@@ -199,6 +199,12 @@ final class UserWrapper: @unchecked Sendable {  // immutable after init; Python 
     /// `pythonException`, logged once with its traceback and the request's sid.
     func call(_ method: WrapperMethod, _ arguments: CallArguments) throws(PluginError) -> PyRef {
         guard !closed else { throw PluginError(.notInitialized, "wrapperFini has unloaded wrapper.py") }
+        guard !DataPath.escaped.load(ordering: .relaxed) else {
+            throw PluginError(
+                .viewEscaped,
+                "an earlier call kept loader memory (data.lend): wrapper.py is not called until wrapperFini and wrapperInit"
+            )
+        }
         return try invoke(method, arguments)
     }
 

@@ -213,7 +213,7 @@ enum SDKVenv {
         #expect(log.contains("[sid s-fail] Wrapper.wrapperOnceExec: KeyError: 'no model for s-fail'"), "\(log)")
         #expect(log.contains("Traceback (most recent call last)") && log.contains("in broken"), "\(log)")
         #expect(log.contains("[sid s-fail] [python] printing for s-fail"), "print is not lost: \(log)")
-        #expect(log.contains("[sid s-fail] [python] warning for s-fail"), "logging is not lost: \(log)")
+        #expect(log.contains("[sid s-fail] [python] chatty: warning for s-fail"), "logging is not lost: \(log)")
         #expect(log.components(separatedBy: "Traceback (most recent call last)").count == 2, "logged once: \(log)")
     }
 

@@ -158,7 +158,7 @@ import Testing
             Harness.fixture("behaviours"), ["-p", "mode=pop_sid", "-p", "sid=sid-popped-7"])
         #expect(run.status == 0, "\(run)")
         #expect(outputs["sid"] == Data("sid-popped-7".utf8))
-        #expect(run.errors.contains("[sid sid-popped-7] [python] after pop, expected sid sid-popped-7"), "\(run)")
+        #expect(run.errors.contains("[sid sid-popped-7] [python] behaviours: after pop, expected sid sid-popped-7"), "\(run)")
     }
 
     @Test func writableOutputsAreCopiedWhenReturned() throws {

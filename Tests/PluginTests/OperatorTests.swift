@@ -189,6 +189,21 @@ import Testing
         #expect(info.map { $0.contains(" INFO ") } ?? true, "\(run)")
     }
 
+    @Test func moduleLevelLoggingKeepsItsLevelAndFormat() throws {
+        // logging.info() with no handler configured would run basicConfig(): its stderr handler made every
+        // record a WARNING line with Python's own prefix ("INFO:root:...").
+        let (run, _) = try Harness.exec(Harness.fixture("module_logging"), ["-i", "a=b"], config: ["log.level=debug"])
+        #expect(run.status == 0, "\(run)")
+        let lines = run.errors.split(separator: "\n")
+        let info = try #require(lines.first { $0.contains("a module-level info record") }, "\(run)")
+        #expect(info.contains(" INFO ") && info.hasSuffix("[python] a module-level info record"), "\(info)")
+        let debug = try #require(lines.first { $0.contains("a module-level debug record") }, "\(run)")
+        #expect(debug.contains(" DEBUG "), "\(debug)")
+        let named = try #require(lines.first { $0.contains("a named info record") }, "\(run)")
+        #expect(named.contains(" INFO ") && named.hasSuffix("[python] named: a named info record"), "\(named)")
+        #expect(!run.errors.contains("INFO:root:"), "\(run)")
+    }
+
     @Test func misspelledEntryPointsAreNamedAtLoad() throws {
         let (run, _) = try Harness.exec(Harness.fixture("misspelled"), ["-i", "a=b"])
         #expect(run.output.contains("wrapperExec returned 22006"), "the misspelled method is not called: \(run)")

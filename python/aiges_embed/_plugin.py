@@ -98,6 +98,14 @@ def configure(venv, paths, executable, capture_output, log_level=None):
         sys.stdout = LineWriter(logging.INFO, 1)
         sys.stderr = LineWriter(logging.WARNING, 2)
         logging.lastResort = PluginLogHandler(logging.DEBUG)
+        root = logging.getLogger()
+        if not root.handlers:
+            # A root handler of the plugin's own: without one, a module-level logging.info() would run
+            # logging.basicConfig(), whose stderr handler turns every record into a WARNING line.
+            default = PluginLogHandler()
+            default.aiges_default = True
+            default.setFormatter(NamedFormatter())
+            root.addHandler(default)
     if log_level is not None:
         logging.getLogger().setLevel(log_level)
 
@@ -153,6 +161,14 @@ class PluginLogHandler(logging.Handler):
             self.handleError(record)
 
 
+class NamedFormatter(logging.Formatter):
+    """The message, after its logger's name unless that is the root logger."""
+
+    def format(self, record):
+        message = super().format(record)
+        return message if record.name == "root" else f"{record.name}: {message}"
+
+
 def adopt_log_handlers():
     """Root StreamHandlers writing to the captured stdout/stderr (the SDK adds one, logging.basicConfig
     makes one) log through the plugin instead, keeping their level and format less its timestamp: the
@@ -163,6 +179,10 @@ def adopt_log_handlers():
             replacement = PluginLogHandler(handler.level)
             replacement.setFormatter(without_time(handler.formatter))
             root.handlers[index] = replacement
+    # Handlers of wrapper.py's or the SDK's own take over from the plugin's default one.
+    own = [handler for handler in root.handlers if not getattr(handler, "aiges_default", False)]
+    if own and len(own) < len(root.handlers):
+        root.handlers[:] = own
 
 
 def without_time(formatter):
