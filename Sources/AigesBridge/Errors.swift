@@ -107,6 +107,30 @@ public struct PluginError: Error, Sendable {
     }
 }
 
+/// C copies of texts handed to the loader, each valid until `capacity` newer ones were kept (or the
+/// ring is dropped): for texts asked for repeatedly, with no dedup (`wrapperDebugInfo`).
+final class TextRing: Sendable {
+    let capacity: Int
+    private let texts = Mutex<[UInt]>([])  // addresses of the strdup'd texts, oldest first
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// A NUL-terminated copy of `text` owned by the ring.
+    func keep(_ text: String) -> UnsafePointer<CChar> {
+        guard let copy = strdup(text) else { return ErrorTexts.stable("out of memory") }  // owned by the ring
+        let evicted = texts.withLock { texts -> UInt? in
+            texts.append(UInt(bitPattern: copy))
+            return texts.count > capacity ? texts.removeFirst() : nil
+        }
+        free(evicted.flatMap { UnsafeMutableRawPointer(bitPattern: $0) })
+        return UnsafePointer(copy)
+    }
+
+    deinit {
+        texts.withLock { $0 }.forEach { free(UnsafeMutableRawPointer(bitPattern: $0)) }
+    }
+}
+
 /// Stable C strings for `wrapperError`, plus the latest detail of each plugin code.
 ///
 /// A returned pointer stays valid until `capacity` newer distinct texts have been made. Each text

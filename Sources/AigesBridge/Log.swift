@@ -30,11 +30,7 @@ enum Log {
     }
 
     /// Monotonic nanoseconds, for debug timings.
-    static func now() -> Int {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return time.tv_sec * 1_000_000_000 + time.tv_nsec
-    }
+    static func now() -> Int { Int(monotonicNow()) }
 
     /// A debug line with the time since `started` (sizes and timings only: never payload bytes).
     static func debug(_ what: String, since started: Int, sid: String) {

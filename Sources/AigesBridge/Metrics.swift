@@ -159,8 +159,8 @@ public enum Metrics {
                 .map { "\"\(label($0.key))\": \($0.value)" }.joined(separator: ", ")
             return """
                 "\(entry.entry.name)": {"calls": \(entry.calls), "codes": {\(codes)}, "in_flight": \(entry.inFlight), \
-                "p50_us": \(format1(entry.percentile(0.5))), "p90_us": \(format1(entry.percentile(0.9))), \
-                "p99_us": \(format1(entry.percentile(0.99)))}
+                "p50_us": \(decimal(entry.percentile(0.5), places: 1)), "p90_us": \(decimal(entry.percentile(0.9), places: 1)), \
+                "p99_us": \(decimal(entry.percentile(0.99), places: 1))}
                 """
         }
         parts.append("\"entry_points\": {\(entries.joined(separator: ", "))}")
@@ -189,12 +189,12 @@ public enum Metrics {
             var cumulative = 0
             for (index, count) in entry.buckets.enumerated() {
                 cumulative += count
-                let bound = index < bucketBounds.count ? format6(Double(bucketBounds[index]) / 1e6) : "+Inf"
+                let bound = index < bucketBounds.count ? decimal(Double(bucketBounds[index]) / 1e6, places: 6) : "+Inf"
                 text +=
                     "aiges_wrapper_call_duration_seconds_bucket{entry=\"\(entry.entry.name)\",le=\"\(bound)\"} \(cumulative)\n"
             }
             text +=
-                "aiges_wrapper_call_duration_seconds_sum{entry=\"\(entry.entry.name)\"} \(format6(Double(entry.totalMicroseconds) / 1e6))\n"
+                "aiges_wrapper_call_duration_seconds_sum{entry=\"\(entry.entry.name)\"} \(decimal(Double(entry.totalMicroseconds) / 1e6, places: 6))\n"
             text += "aiges_wrapper_call_duration_seconds_count{entry=\"\(entry.entry.name)\"} \(cumulative)\n"
         }
         for gauge in gauges {
@@ -223,17 +223,14 @@ public enum Metrics {
     }
 }
 
-/// `value` with one decimal, without Foundation.
-func format1(_ value: Double) -> String {
-    let tenths = Int((value * 10).rounded())
-    return "\(tenths / 10).\(abs(tenths % 10))"
-}
-
-/// `value` with six decimals, without Foundation.
-func format6(_ value: Double) -> String {
-    let millionths = Int((value * 1e6).rounded())
-    let fraction = String(millionths % 1_000_000)
-    return "\(millionths / 1_000_000).\(String(repeating: "0", count: 6 - fraction.count))\(fraction)"
+/// `value` with `places` decimals (rounded), without Foundation.
+func decimal(_ value: Double, places: Int) -> String {
+    var scale = 1
+    for _ in 0..<places { scale *= 10 }
+    let scaled = Int((value * Double(scale)).rounded())
+    let sign = scaled < 0 ? "-" : ""
+    let fraction = String(abs(scaled) % scale)
+    return "\(sign)\(abs(scaled) / scale).\(String(repeating: "0", count: places - fraction.count))\(fraction)"
 }
 
 /// Writes the metrics in Prometheus text format to `metrics.file` every `metrics.interval_s`

@@ -193,7 +193,7 @@ extension Plugin {
     ///
     /// The corresponding C function is `wrapperDebugInfo`.
     public static func debugInfo(handle: UnsafeRawPointer?) -> UnsafePointer<CChar> {
-        guard handle != nil else { return StateTexts.keep(stateSummary) }
+        guard handle != nil else { return stateTexts.keep(stateSummary) }
         guard let session = try? SessionHandles.find(handle, "wrapperDebugInfo") else {
             return ErrorTexts.stable("wrapperDebugInfo: unknown session handle")
         }
@@ -227,20 +227,7 @@ extension Plugin {
     }
 }
 
-/// The texts `wrapperDebugInfo(NULL)` returned: each stays valid until `capacity` newer ones were
-/// asked for. Apart from `ErrorTexts`, whose 4 KiB cut would break the JSON and whose store the
-/// ever-changing snapshots would churn.
-enum StateTexts {
-    static let capacity = 8
-    private static let texts = Mutex<[UInt]>([])  // addresses of the strdup'd texts, oldest first
-
-    static func keep(_ text: String) -> UnsafePointer<CChar> {
-        guard let copy = strdup(text) else { return ErrorTexts.stable("out of memory") }  // owned by the ring
-        let evicted = texts.withLock { texts -> UInt? in
-            texts.append(UInt(bitPattern: copy))
-            return texts.count > capacity ? texts.removeFirst() : nil
-        }
-        free(evicted.flatMap { UnsafeMutableRawPointer(bitPattern: $0) })
-        return UnsafePointer(copy)
-    }
-}
+/// The texts `wrapperDebugInfo(NULL)` returned: each stays valid until 8 newer ones were asked for.
+/// Apart from `ErrorTexts`, whose 4 KiB cut would break the JSON and whose store the ever-changing
+/// snapshots would churn.
+let stateTexts = TextRing(capacity: 8)

@@ -19,8 +19,8 @@ final class Session: @unchecked Sendable {  // immutable but for `state`
     private let created = monotonicNow()
     private let state = Mutex(State())
 
-    /// How many debug texts stay valid per session (`wrapperDebugInfo` is asked once before destroy).
-    static let keptDebugTexts = 4
+    /// Debug texts handed out: the newest 4 stay valid (`wrapperDebugInfo` is asked once before destroy).
+    private let debugTexts = TextRing(capacity: 4)
 
     private struct State {
         var writes = 0
@@ -28,7 +28,6 @@ final class Session: @unchecked Sendable {  // immutable but for `state`
         var bytesIn = 0
         var bytesOut = 0
         var lastRead: [OutputBatch] = []
-        var debugTexts: [UnsafeMutablePointer<CChar>] = []  // malloc'd, the newest `keptDebugTexts`
     }
 
     init(
@@ -76,38 +75,14 @@ final class Session: @unchecked Sendable {  // immutable but for `state`
             """
             sid=\(sid) handle=\(pythonHandle) mode=\(target.pushes ? "push" : "pull") writes=\(state.writes) \
             reads=\(state.reads) bytes_in=\(state.bytesIn) bytes_out=\(state.bytesOut) \
-            callbacks=\(callbacks) age=\(format3(age))s
+            callbacks=\(callbacks) age=\(decimal(age, places: 3))s
             """
         }
     }
 
-    /// A C copy of `text` that stays valid until the session is destroyed or `keptDebugTexts`
-    /// newer texts were asked for.
-    func keep(_ text: String) -> UnsafePointer<CChar> {
-        let (kept, evicted) = state.withLock { state -> (UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?) in
-            guard let copy = strdup(text) else { return (nil, nil) }  // owned by the session (see State)
-            state.debugTexts.append(copy)
-            let evicted = state.debugTexts.count > Self.keptDebugTexts ? state.debugTexts.removeFirst() : nil
-            return (UnsafePointer(copy), evicted)
-        }
-        free(evicted)
-        return kept ?? ErrorTexts.stable("out of memory")
-    }
-
-    deinit {
-        let texts = state.withLock { state in
-            defer { state.debugTexts = [] }
-            return state.debugTexts
-        }
-        texts.forEach { free($0) }
-    }
-}
-
-/// Seconds with three decimals, without Foundation.
-private func format3(_ value: Double) -> String {
-    let millis = Int((value * 1000).rounded())
-    let fraction = String(millis % 1000)
-    return "\(millis / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
+    /// A C copy of `text` that stays valid until the session is destroyed or 4 newer texts were
+    /// asked for.
+    func keep(_ text: String) -> UnsafePointer<CChar> { debugTexts.keep(text) }
 }
 
 /// The open sessions, by the opaque handle the loader holds.
