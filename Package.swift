@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "wrapper", type: .dynamic, targets: ["AigesWrapper"]),
         .executable(name: "aiges-harness", targets: ["aiges-harness"]),
+        .executable(name: "aiges-worker", targets: ["aiges-worker"]),
         .executable(name: "aiges-faults", targets: ["aiges-faults"]),
     ],
     dependencies: [
@@ -30,6 +31,10 @@ let package = Package(
                     "-static-stdlib", "-Xlinker", "--version-script=\(root)/Sources/AigesWrapper/exports.map",
                 ])
             ]),
+        // A worker process (config `workers`): runs wrapper.py with the same bridge, shipped beside libwrapper.so.
+        .executableTarget(
+            name: "aiges-worker", dependencies: ["AigesBridge"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
         .testTarget(name: "PluginTests", path: "Tests/PluginTests"),
         // Loading libwrapper.so as the AIGES loader does, shared by the two C tools below.
         .target(

@@ -26,6 +26,12 @@ tables=$($command 2>/dev/null)
     echo "  equivalent \`aiges_embed\` objects built beforehand (only the call is timed)."
     echo "- Latency is \`wrapperExec\` + \`wrapperExecFree\`; the harness builds its request list once"
     echo "  per thread, outside the timed region."
+    echo "- **Worker processes** (config \`workers\`, last section): the same calls served by \`aiges-worker\`"
+    echo "  processes. **cpu**: \`bench.cpu_loops\` rounds of Python arithmetic, the count calibrated"
+    echo "  in-process to ~2 ms a call, then 4 caller threads with \`workers=0\` and \`workers=2\`, alternating;"
+    echo "  tiny echo and the 16 MiB view-only input with \`workers=1\`, against the in-process median and"
+    echo "  the harness's own \`memcpy\` of 16 MiB; the harness's RSS over N \`workers=1\` calls; and \`kill -9\`"
+    echo "  of the worker while 4 threads call: calls by result, and the time to the first success begun after it."
     echo
     echo "$tables"
     cat docs/performance-notes.md

@@ -2,6 +2,7 @@
 # Builds the release tarball dist/aiges-swift-wrapper-<version>-linux-<arch>.tar.gz (and its .sha256):
 #   libwrapper.so        stripped; its debug info is in libwrapper.so.debug, which its .gnu_debuglink names
 #   libwrapper.so.debug  (objcopy --only-keep-debug; gdb finds it beside the library)
+#   aiges-worker         worker process for config workers = N (the plugin runs it from beside itself)
 #   aiges-harness        the loader-style smoke test; loads the libwrapper.so beside it
 #   aiges_embed-*.whl    the aiges_embed package (python/), for authors' own tests and editors
 #   examples/, docs/, README.md
@@ -10,7 +11,7 @@
 #   scripts/package.sh [--no-build] [-o DIR]
 #     --no-build   package dist/ as it is (by default scripts/build.sh builds it first)
 #     -o DIR       write the tarball to DIR (default: dist/)
-# AIGES_DIST=DIR takes libwrapper.so and aiges-harness from DIR instead of dist/ (as the tests do).
+# AIGES_DIST=DIR takes libwrapper.so, aiges-worker and aiges-harness from DIR instead of dist/ (as the tests do).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +49,7 @@ done
 
 if ((build)); then scripts/build.sh; fi
 bin=${AIGES_DIST:-dist}
-for file in "$bin/libwrapper.so" "$bin/aiges-harness"; do
+for file in "$bin/libwrapper.so" "$bin/aiges-worker" "$bin/aiges-harness"; do
     [[ -f $file ]] || fail "$file not found (run scripts/build.sh, or drop --no-build)"
 done
 
@@ -65,6 +66,7 @@ chmod 0644 "$stage/libwrapper.so.debug"
 strip --strip-unneeded --remove-section=.comment "$stage/libwrapper.so"
 (cd "$stage" && objcopy --add-gnu-debuglink=libwrapper.so.debug libwrapper.so)
 strip --strip-unneeded -o "$stage/aiges-harness" "$bin/aiges-harness"
+strip --strip-unneeded -o "$stage/aiges-worker" "$bin/aiges-worker"
 
 # The wheel, built from a copy of python/ so that the build leaves nothing (build/, *.egg-info) in the repo.
 cp -r python "$work/python"

@@ -53,6 +53,10 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     private var unregistered = false  // its tags were removed (once finished)
     private var retired = false  // it left CallbackTargets for good (finished and nothing left to pass on)
 
+    /// The request's timeout (`expire`), if it has one.
+    var timeout: Int? { monitor.withLock { timeoutMilliseconds } }
+    private var timeoutMilliseconds: Int?
+
     /// Whether results go to the loader's callback (else they wait for `wrapperRead`).
     var pushes: Bool { callback != nil }
 
@@ -82,8 +86,11 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
     /// and its timer and tags are gone before the loader sees it. When armed and no other thread is
     /// delivering, passes it on from this thread before returning. Must be called without the GIL.
     /// - Returns: whether the result was accepted.
+    /// With `deliverHere` false the result is accepted at once but passed on from a callback-runner
+    /// thread (a worker connection's reading thread must not run loader callbacks: one may call
+    /// back into the plugin and wait for that very thread).
     @discardableResult
-    func offer(_ delivery: Delivery, final: Bool) -> Bool {
+    func offer(_ delivery: Delivery, final: Bool, deliverHere: Bool = true) -> Bool {
         let (accepted, ended) = monitor.withLock { () -> (Bool, Bool) in
             guard !finished else { return (false, false) }
             finished = final || delivery.ret != 0
@@ -102,7 +109,13 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
             endTimerAndTags()
             finishMeasure(delivery.ret)
         }
-        if callback != nil { monitor.withLock { if armed, deliverer == nil { drainLocked() } } }
+        if callback != nil {
+            if deliverHere {
+                monitor.withLock { if armed, deliverer == nil { drainLocked() } }
+            } else {
+                monitor.withLock { if armed, deliverer == nil { drainLater() } }
+            }
+        }
         retireIfDone()
         return true
     }
@@ -113,12 +126,25 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
         monitor.withLock {
             armed = true
             guard !outbox.isEmpty, deliverer == nil else { return }
-            CallbackRunner.pool.submit { [self] in
-                monitor.withLock { if deliverer == nil { drainLocked() } }
-                retireIfDone()
-            }
+            drainLater()
         }
     }
+
+    /// Passes the outbox on from a callback-runner thread (monitor held).
+    private func drainLater() {
+        CallbackRunner.pool.submit { [self] in
+            monitor.withLock { if deliverer == nil { drainLocked() } }
+            retireIfDone()
+        }
+    }
+
+    /// Runs `action` when this request times out (after its 22012 was accepted): a worker process
+    /// then ends its side of the request too.
+    func whenTimedOut(_ action: @escaping @Sendable () -> Void) { monitor.withLock { onTimeout = action } }
+    private var onTimeout: (@Sendable () -> Void)?
+
+    /// Whether `pointer` is this target's usrTag pointer (the one handed back to the loader).
+    func owns(usrTag pointer: UnsafeRawPointer) -> Bool { usrTag == pointer }
 
     /// The opening call failed: drops what was held back; nothing reaches the loader.
     /// - Returns: false if a final result had already been passed on (by `shutDown`, the only way a
@@ -178,11 +204,14 @@ final class CallbackTarget: @unchecked Sendable {  // mutable state only under `
 
     /// After `deadline` (monotonic ns), delivers `timeout` unless a final result came first.
     func expire(at deadline: Int64, milliseconds: Int) {
+        monitor.withLock { timeoutMilliseconds = milliseconds }
         let id = Timers.schedule(at: deadline) { [self] in
             CallbackRunner.pool.submit { [self] in
                 let error = PluginError(.timeout, "no result for \(label) within \(milliseconds) ms")
                 ErrorTexts.record(error)
-                offer(Delivery(batch: nil, ret: error.code, error: error), final: true)
+                if offer(Delivery(batch: nil, ret: error.code, error: error), final: true) {
+                    monitor.withLock { onTimeout }?()
+                }
             }
         }
         let cancelled = monitor.withLock { () -> Bool in
@@ -412,6 +441,11 @@ enum CallbackTargets {
             guard let targets = table.byTag[tag], let first = targets.first else { return .none }
             return targets.count == 1 ? .one(first) : .ambiguous(targets.count)
         }
+    }
+
+    /// The live target whose usrTag pointer is `pointer` (a worker process's own requests).
+    static func target(usrTag pointer: UnsafeRawPointer) -> CallbackTarget? {
+        table.withLock { table in table.all.values.first { $0.owns(usrTag: pointer) } }
     }
 
     /// How many one-shot requests are waiting for their final result.

@@ -37,7 +37,9 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
     /// With `data.lend`, wrapper.py kept a buffer made from a request view (e.g. `np.frombuffer(node.view)`)
     /// past the call.
     case viewEscaped = 22016
-    // 22017 is reserved for worker processes (workerLost).
+    /// The worker process serving the request died or stopped answering (config `workers`); the
+    /// text names its exit status or signal.
+    case workerLost = 22017
     /// `wrapperFini` ended the request before it had a result (the final callback's `ret`).
     case shutDown = 22018
 
@@ -59,6 +61,7 @@ public enum PluginErrorCode: Int32, Sendable, CaseIterable {
         case .hookNotSet: "the loader set no hook of this kind (wrapperSetCtrl)"
         case .resultDropped: "result dropped: unknown tag, or its request already ended"
         case .viewEscaped: "wrapper.py kept a buffer of request memory past the call"
+        case .workerLost: "the worker process serving the request was lost"
         case .shutDown: "wrapperFini ended the request"
         }
     }
@@ -182,6 +185,9 @@ enum ErrorTexts {
         }
         if let forgotten { _ = details.withLock { $0.removeValue(forKey: forgotten) } }
     }
+
+    /// The latest detail recorded for `code` ("" if none): what a worker process sends the plugin.
+    static func detail(code: Int32) -> String { details.withLock { $0[code] } ?? "" }
 
     /// The text recorded for one of wrapper.py's codes while it was loaded, if any.
     static func recordedWrapperText(_ code: Int32) -> String? {

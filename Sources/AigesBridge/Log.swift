@@ -91,11 +91,15 @@ struct PluginLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    /// "[worker N pid P] " in a worker process (set once, before its threads start), else "".
+    nonisolated(unsafe) static var processTag = ""
+
     func log(event: LogEvent) {
         guard Self.level.load(ordering: .relaxed) < Self.off else { return }
         let sid = event.metadata?["sid"].map { "\($0)" } ?? RequestContext.currentSid ?? "-"
         let level = event.level.rawValue.uppercased()
-        LogFile.shared.write("\(timestamp()) \(level) [tid \(aiges_thread_id())] [sid \(sid)] \(event.message)\n")
+        LogFile.shared.write(
+            "\(timestamp()) \(level) \(Self.processTag)[tid \(aiges_thread_id())] [sid \(sid)] \(event.message)\n")
     }
 
     private func timestamp() -> String {

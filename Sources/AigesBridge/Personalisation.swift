@@ -1,5 +1,4 @@
 import AigesABI
-import CPython
 import Synchronization
 
 /// Personalisation resources: the loader's numeric resId and wrapper.py's patch_id.
@@ -13,9 +12,9 @@ extension Plugin {
     ///
     /// The corresponding C function is `wrapperLoadRes`.
     public static func loadResource(_ data: UnsafeMutablePointer<DataList>?, resId: UInt32) throws(PluginError) {
-        let wrapper = try running()
-        guard wrapper.defines(.wrapperLoadRes) else {
-            throw PluginError(.methodMissing, "\(wrapper.path.lastComponent) defines no Wrapper.wrapperLoadRes")
+        let engine = try running()
+        guard engine.defines(.wrapperLoadRes) else {
+            throw PluginError(.methodMissing, "\(engine.wrapperName) defines no Wrapper.wrapperLoadRes")
         }
         var patchId: String?
         try forEachData(data, "perData") { entry throws(PluginError) in
@@ -25,19 +24,9 @@ extension Plugin {
             }
         }
         let patch = patchId ?? String(resId)
-        let code = try withGIL { () throws(PluginError) -> Int32 in
-            var request = try LoanedRequest.make(data, "perData")
-            let patchObject = try makeUnicode(patch)
-            let resIdObject = try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
-            let code = try wrapper.callForCode(
-                .wrapperLoadRes,
-                CallArguments(reqData: request.list, patchId: patchObject.pointer, resId: resIdObject.pointer))
-            try request.finish()
-            return code
-        }
-        if code != 0 { throw PluginError(wrapperCode: code) }
-        guard whileRunning(wrapper, { patches.withLock { $0[resId] = patch } }) != nil else {
-            try? callUnload(wrapper, resId: resId, patch: patch)
+        try engine.loadResource(data, resId: resId, patch: patch)
+        guard whileRunning(engine, { patches.withLock { $0[resId] = patch } }) != nil else {
+            try? callUnload(engine, resId: resId, patch: patch)
             throw PluginError(.notInitialized, "wrapperFini ran while wrapperLoadRes was in progress")
         }
         Log.logger.info("personalisation resource \(resId) loaded as patch_id \(patch)")
@@ -47,22 +36,22 @@ extension Plugin {
     ///
     /// The corresponding C function is `wrapperUnloadRes`.
     public static func unloadResource(resId: UInt32) throws(PluginError) {
-        let wrapper = try running()
+        let engine = try running()
         guard let patch = patches.withLock({ $0[resId] }) else {
             throw PluginError(.unknownHandle, "wrapperUnloadRes: resource \(resId) is not loaded")
         }
-        try callUnload(wrapper, resId: resId, patch: patch)
+        try callUnload(engine, resId: resId, patch: patch)
         patches.withLock { $0[resId] = nil }
     }
 
     /// Unloads every loaded resource (for `wrapperFini`). - Returns: how many there were.
-    static func unloadAllResources(_ wrapper: UserWrapper) -> Int {
+    static func unloadAllResources(_ engine: any Engine) -> Int {
         let loaded = patches.withLock { patches in
             defer { patches = [:] }
             return patches
         }
         for (resId, patch) in loaded.sorted(by: { $0.key < $1.key }) {
-            do throws(PluginError) { try callUnload(wrapper, resId: resId, patch: patch) } catch {
+            do throws(PluginError) { try callUnload(engine, resId: resId, patch: patch) } catch {
                 Log.logger.warning("wrapperFini: wrapperUnloadRes of resource \(resId) failed: \(error.code)")
             }
         }
@@ -70,14 +59,8 @@ extension Plugin {
     }
 
     /// Calls wrapper.py's `wrapperUnloadRes(patch_id)` (or `(resId)`), if it defines one.
-    private static func callUnload(_ wrapper: UserWrapper, resId: UInt32, patch: String) throws(PluginError) {
-        guard wrapper.defines(.wrapperUnloadRes) else { return }
-        let code = try withGIL { () throws(PluginError) -> Int32 in
-            let patchObject = try makeUnicode(patch)
-            let resIdObject = try PyRef(steal: PyLong_FromUnsignedLong(UInt(resId)), "resId")
-            return try wrapper.callForCode(
-                .wrapperUnloadRes, CallArguments(patchId: patchObject.pointer, resId: resIdObject.pointer))
-        }
-        if code != 0 { throw PluginError(wrapperCode: code) }
+    private static func callUnload(_ engine: any Engine, resId: UInt32, patch: String) throws(PluginError) {
+        guard engine.defines(.wrapperUnloadRes) else { return }
+        try engine.unloadResource(resId: resId, patch: patch)
     }
 }

@@ -1,6 +1,4 @@
 import AigesABI
-import CPython
-import CPythonShims
 import Glibc
 import Synchronization
 
@@ -32,54 +30,37 @@ extension Plugin {
         let entered = monotonicNow()
         guard let callback else { throw PluginError(.invalidArgument, "wrapperExecAsync: callback is NULL") }
         guard let usrTag else { throw PluginError(.invalidArgument, "wrapperExecAsync: usrTag is NULL") }
-        let wrapper = try running()
-        let native = wrapper.defines(.wrapperOnceExecAsync)
-        guard native || wrapper.defines(.wrapperOnceExec) else {
-            throw PluginError(.methodMissing, "\(wrapper.path.lastComponent) defines no Wrapper.wrapperOnceExecAsync")
+        let engine = try running()
+        guard engine.defines(.wrapperOnceExecAsync) || engine.defines(.wrapperOnceExec) else {
+            throw PluginError(.methodMissing, "\(engine.wrapperName) defines no Wrapper.wrapperOnceExecAsync")
         }
         let label = String(cString: usrTag)
         let target = CallbackTarget(kind: .once, usrTag: usrTag, label: label, callback: callback)
         target.measure(from: entered)
         let milliseconds = timeout > 0 ? Int(timeout) : defaultTimeoutMilliseconds.load(ordering: .relaxed)
-        var job: HeldArguments?
+        let job: (@Sendable () -> Void)?
         do throws(PluginError) {
-            try withGIL { () throws(PluginError) in
-                let params = try Params(params)
-                try failing(sid: params.sidText) { () throws(PluginError) in
-                    // Reachable before Python runs: wrapper.py may call back from another thread at once
-                    // (held back until this call returned 0).
-                    target.sid = params.sidText
-                    CallbackTargets.register(target, tags: [label, params.sidText])
-                    if milliseconds > 0 {  // after registering: a timeout unregisters the target
-                        target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds)
-                    }
-                    let tag = try makeUnicode(label)
-                    let persId = try PyRef(
-                        steal: PyLong_FromUnsignedLong(
-                            UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
-                    var request = try LoanedRequest.make(request, "reqData")
-                    let arguments = CallArguments(
-                        params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
-                        sid: params.sid.pointer)
-                    if native {
-                        let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments)
-                        try request.finish()
-                        if code != 0 { throw PluginError(wrapperCode: code) }
-                    } else {
-                        // Held references keep the request alive past this call, so its nodes get their own bytes.
-                        job = HeldArguments(arguments)
-                        try request.finish()
-                    }
+            let call = OnceCall(
+                usrTag: usrTag, params: params, request: request, personalisationIds: personalisationIds,
+                personalisationCount: personalisationCount)
+            let sid = try call.sid()
+            job = try failing(sid: sid) { () throws(PluginError) -> (@Sendable () -> Void)? in
+                // Reachable before wrapper.py runs: it may call back from another thread at once
+                // (held back until this call returned 0).
+                target.sid = sid
+                CallbackTargets.register(target, tags: [label, sid])
+                if milliseconds > 0 {  // after registering: a timeout unregisters the target
+                    target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds)
                 }
+                return try engine.startAsync(call, target: target)
             }
         } catch {
             // No lock, GIL or gate is held here: the loader's callback may be waiting for this return.
-            job = nil
             if target.abandon(code: error.code) { throw error }
             return  // wrapperFini already gave the request its final callback
         }
-        let started = whileRunning(wrapper) { () -> Bool in
-            if let job { fallbackPool.submit { runOnceExec(wrapper, job, target) } }
+        let started = whileRunning(engine) { () -> Bool in
+            job?()
             target.arm()
             return true
         }
@@ -87,35 +68,5 @@ extension Plugin {
             let error = PluginError(.notInitialized, "wrapperFini ran while wrapperExecAsync was in progress")
             if target.abandon(code: error.code) { throw error }
         }
-    }
-
-    /// Serves an async request with the synchronous `wrapperOnceExec` and delivers its result
-    /// (skipped when the request already ended: timed out while waiting, or wrapperFini).
-    private static func runOnceExec(_ wrapper: UserWrapper, _ job: HeldArguments, _ target: CallbackTarget) {
-        guard !target.isFinished else { return }
-        withGIL {
-            let result: PyRef
-            do throws(PluginError) {
-                result = try wrapper.call(.wrapperOnceExec, job.arguments)
-            } catch {
-                ErrorTexts.record(error)
-                _ = withoutGIL { target.offer(Delivery(batch: nil, ret: error.code), final: true) }
-                return
-            }
-            _ = CallbackTargets.deliver(result.pointer, to: target)
-        }
-    }
-}
-
-/// Python arguments kept alive past the C call that made them (owned references), for the
-/// fallback pool. Dropping it never takes the GIL (see `PythonObject`).
-private final class HeldArguments: @unchecked Sendable {  // used only with the GIL held
-    private let owners: [PythonObject]
-    let arguments: CallArguments
-
-    /// Takes a new reference to each argument. GIL required.
-    init(_ arguments: CallArguments) {
-        owners = CallArguments.Kind.allCases.compactMap { arguments[$0] }.map { PythonObject(PyRef(retain: $0)) }
-        self.arguments = arguments
     }
 }

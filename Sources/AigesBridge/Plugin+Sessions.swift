@@ -1,6 +1,4 @@
 import AigesABI
-import CPython
-import CPythonShims
 import Glibc
 import Synchronization
 
@@ -15,74 +13,41 @@ extension Plugin {
         usrTag: UnsafePointer<CChar>?, params: UnsafeMutablePointer<ParamList>?, callback: wrapperCallback?,
         personalisationIds: UnsafeMutablePointer<UInt32>?, personalisationCount: Int32
     ) throws(PluginError) -> UnsafeRawPointer {
-        let wrapper = try running()
-        guard wrapper.defines(.wrapperCreate) else {
-            throw PluginError(.methodMissing, "\(wrapper.path.lastComponent) defines no Wrapper.wrapperCreate")
+        let engine = try running()
+        guard engine.defines(.wrapperCreate) else {
+            throw PluginError(.methodMissing, "\(engine.wrapperName) defines no Wrapper.wrapperCreate")
         }
         let handle = try SessionHandles.allocate()
         let tagText = usrTag.map { String(cString: $0) } ?? ""
         let target = CallbackTarget(kind: .session, usrTag: usrTag, label: tagText, callback: callback)
         let session: Session
         do throws(PluginError) {
-            session = try withGIL { () throws(PluginError) -> Session in
-                let params = try Params(params)
-                let sid = params.sidText
-                return try failing(sid: sid) { () throws(PluginError) -> Session in
-                    let tag = try makeUnicode(tagText)
-                    let persId = try PyRef(
-                        steal: PyLong_FromUnsignedLong(
-                            UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))), "persId")
-                    // Reachable before Python runs: wrapper.py may deliver as soon as wrapperCreate runs
-                    // (held back until it returned successfully).
-                    target.sid = sid
-                    CallbackTargets.register(target, tags: [tagText, sid])
-                    let sidObject = try makeUnicode(sid)
-                    let result = try wrapper.call(
-                        .wrapperCreate,
-                        CallArguments(
-                            params: params.dict.pointer, usrTag: tag.pointer, persId: persId.pointer,
-                            sid: sidObject.pointer))
-                    let pythonHandle = try sessionHandle(from: result.pointer)
-                    let handleText = string(fromUnicode: pythonHandle.pointer) ?? ""
-                    CallbackTargets.register(target, tags: [handleText])
-                    return Session(
-                        handle: handle, sid: sid, pythonHandle: handleText, target: target,
-                        handleObject: PythonObject(pythonHandle), sidObject: PythonObject(sidObject))
-                }
+            let call = OnceCall(
+                usrTag: usrTag, params: params, request: nil, personalisationIds: personalisationIds,
+                personalisationCount: personalisationCount)
+            let sid = try call.sid()
+            session = try failing(sid: sid) { () throws(PluginError) -> Session in
+                // Reachable before wrapper.py runs: it may deliver as soon as wrapperCreate runs
+                // (held back until it returned successfully).
+                target.sid = sid
+                CallbackTargets.register(target, tags: [tagText, sid])
+                let link = try engine.create(call, target: target)
+                return Session(handle: handle, sid: sid, target: target, link: link)
             }
         } catch {
             _ = target.abandon(code: error.code)
             CallbackTargets.unregister(target)
             throw error
         }
-        guard adopt(session, of: wrapper) else {
+        guard adopt(session, of: engine) else {
             // wrapperFini ran meanwhile: close what wrapper.py opened.
-            try? end(session, wrapper: wrapper)
+            try? end(session, engine: engine)
             throw PluginError(.notInitialized, "wrapperFini ran while wrapperCreate was in progress")
         }
         target.arm()
         Log.logger.debug(
             "session opened (\(callback == nil ? "pull" : "push"))", metadata: ["sid": .string(session.sid)])
         return handle
-    }
-
-    /// The handle str from wrapperCreate's result: a SessionCreateResponse (its error_code is the
-    /// call's code) or, leniently, a plain str.
-    private static func sessionHandle(from result: PyPointer) throws(PluginError) -> PyRef {
-        if aiges_py_is_unicode(result) != 0 { return PyRef(retain: result) }
-        guard let names = Bootstrap.objects?.names else {
-            throw PluginError(.notInitialized, "aiges_embed not installed")
-        }
-        if let code = try optionalAttribute(result, names.errorCode), let value = int32(code.pointer), value != 0 {
-            throw PluginError(wrapperCode: value)
-        }
-        guard let handle = try optionalAttribute(result, names.handle) else {
-            throw PluginError(
-                .badReturnType,
-                "wrapperCreate returned \(PythonException.typeName(of: result)), expected SessionCreateResponse")
-        }
-        if aiges_py_is_unicode(handle.pointer) != 0 { return handle }
-        return try PyRef(steal: PyObject_Str(handle.pointer), "SessionCreateResponse.handle")
     }
 
     /// Passes a chunk of input to `wrapperWrite(handle, req, sid)`. The request's bytes are the
@@ -95,18 +60,9 @@ extension Plugin {
     }
 
     private static func write(_ session: Session, _ request: UnsafeMutablePointer<DataList>?) throws(PluginError) {
-        let wrapper = try running()
+        let engine = try running()
         let started = Log.debugEnabled ? Log.now() : 0
-        var bytes = 0
-        let code = try withGIL { () throws(PluginError) -> Int32 in
-            var request = try LoanedRequest.make(request, "reqData")
-            bytes = request.byteCount
-            var arguments = session.arguments
-            arguments.reqData = request.list
-            let code = try wrapper.callForCode(.wrapperWrite, arguments)
-            try request.finish()
-            return code
-        }
+        let (bytes, code) = try engine.write(session.link, request)
         session.noteWrite(bytes: bytes)
         if started > 0 { Log.debug("wrapperWrite: \(bytes) bytes in", since: started, sid: session.sid) }
         if code != 0 { throw PluginError(wrapperCode: code) }
@@ -132,15 +88,10 @@ extension Plugin {
         throws(PluginError)
     {
         _ = session.replaceLastRead([], bytes: 0, counted: false)  // the loader copied the previous read: free it
-        let wrapper = try running()
+        let engine = try running()
         let started = Log.debugEnabled ? Log.now() : 0
-        if !session.target.hasQueuedReads, wrapper.defines(.wrapperRead) {
-            let batch = try withGIL { () throws(PluginError) -> OutputBatch? in
-                let result = try wrapper.call(.wrapperRead, session.arguments)
-                if result.pointer == aiges_py_none() { return nil }
-                return try OutputBatch(result.pointer, kind: .stream)
-            }
-            if let batch { session.target.queueForRead(batch) }
+        if !session.target.hasQueuedReads, engine.keepsPullResults || engine.defines(.wrapperRead) {
+            if let batch = try engine.read(session.link) { session.target.queueForRead(batch) }
         }
         let taken = session.target.takeForRead()
         if let code = taken.error { throw PluginError(wrapperCode: code) }
@@ -166,23 +117,21 @@ extension Plugin {
     /// The corresponding C function is `wrapperDestroy`.
     public static func destroy(handle: UnsafeRawPointer?) throws(PluginError) {
         let session = try SessionHandles.remove(handle, "wrapperDestroy")
-        guard let wrapper = try? running() else {
+        guard let engine = try? running() else {
             session.target.close()
             CallbackTargets.unregister(session.target)
             return
         }
-        try failing(sid: session.sid) { () throws(PluginError) in try end(session, wrapper: wrapper) }
+        try failing(sid: session.sid) { () throws(PluginError) in try end(session, engine: engine) }
     }
 
     /// Ends a session taken out of `SessionHandles`: closes its delivery (waiting for a callback in
     /// progress on another thread), then calls wrapper.py's `wrapperDestroy`. Without the GIL.
-    static func end(_ session: Session, wrapper: UserWrapper) throws(PluginError) {
+    static func end(_ session: Session, engine: any Engine) throws(PluginError) {
         session.target.close()
         CallbackTargets.unregister(session.target)
-        guard wrapper.defines(.wrapperDestroy) else { return }
-        let code = try withGIL { () throws(PluginError) -> Int32 in
-            try wrapper.callForCode(.wrapperDestroy, session.arguments)
-        }
+        guard engine.defines(.wrapperDestroy) else { return }
+        let code = try engine.destroy(session.link)
         Log.logger.debug("session closed: \(session.summary)", metadata: ["sid": .string(session.sid)])
         if code != 0 { throw PluginError(wrapperCode: code) }
     }
@@ -198,13 +147,8 @@ extension Plugin {
             return ErrorTexts.stable("wrapperDebugInfo: unknown session handle")
         }
         var text = session.summary
-        if let wrapper = try? running(), wrapper.defines(.wrapperDebugInfo) {
-            text = withGIL { () -> String in
-                guard let result = try? wrapper.call(.wrapperDebugInfo, session.arguments) else {
-                    return session.summary + " (wrapperDebugInfo raised)"
-                }
-                return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? session.summary
-            }
+        if let engine = try? running(), engine.defines(.wrapperDebugInfo) {
+            text = engine.debugInfo(session.link) { session.summary }
         }
         return session.keep(ErrorTexts.bounded(text))
     }
@@ -223,7 +167,7 @@ extension Plugin {
             ("async_pending", "Async requests waiting for their final result.", CallbackTargets.liveOnceCount),
             ("timers", "Async timeouts armed.", Timers.count - (MetricsFile.hasTimer ? 1 : 0)),
             ("fallback_waiting", "Async requests waiting for a fallback thread.", fallbackPool.waiting),
-        ]
+        ] + ((try? running())?.gauges ?? [])
     }
 }
 

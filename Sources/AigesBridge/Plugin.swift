@@ -1,5 +1,4 @@
 import AigesABI
-import CPython
 import Glibc
 import Logging
 import Synchronization
@@ -14,7 +13,7 @@ public enum Plugin {
     private enum State {
         case stopped
         case starting
-        case running(UserWrapper)
+        case running(any Engine)
         case stopping
     }
 
@@ -34,8 +33,8 @@ public enum Plugin {
             }
         }
         do throws(PluginError) {
-            let wrapper = try start(config)
-            state.withLock { $0 = .running(wrapper) }
+            let engine = try start(config)
+            state.withLock { $0 = .running(engine) }
         } catch {
             MetricsFile.stop()
             state.withLock { $0 = .stopped }
@@ -43,44 +42,26 @@ public enum Plugin {
         }
     }
 
-    private static func start(_ config: UnsafeMutablePointer<ParamList>?) throws(PluginError) -> UserWrapper {
+    private static func start(_ config: UnsafeMutablePointer<ParamList>?) throws(PluginError) -> any Engine {
         var settings: [String: String] = [:]
+        var pairs: [(key: String, value: String)] = []
         try forEachParam(config, "config") { entry throws(PluginError) in
             let value = entry.value.map {
                 String(decoding: UnsafeRawBufferPointer(start: $0, count: entry.length), as: UTF8.self)
             }
-            settings[String(cString: entry.key)] = value ?? ""
+            pairs.append((String(cString: entry.key), value ?? ""))
+            settings[pairs[pairs.count - 1].key] = value ?? ""
         }
         Log.configure(settings)
         try Settings.apply(settings)
-        try Interpreter.startOnce()
+        let workers = try Settings.integer(settings, "workers", default: 0, range: 0...256)
+        guard workers > 0 else { return try InProcessEngine.start(settings: settings, config: config) }
         let path = try locateWrapperFile(configured: settings["wrapper.file"])
-        let className = settings["wrapper.class"] ?? "Wrapper"
-        return try withGIL { () throws(PluginError) -> UserWrapper in
-            try Bootstrap.configureEnvironment(settings)
-            let wrapper = try UserWrapper(path: path, className: className)
-            Bootstrap.adoptLogHandlers()
-            let dict = try makeDict(config, "config")
-            let code: Int32
-            do throws(PluginError) {
-                code =
-                    wrapper.defines(.wrapperInit)
-                    ? try wrapper.callForCode(.wrapperInit, CallArguments(config: dict.pointer)) : 0
-            } catch {
-                throw PluginError(.initFailed, "\(path): \(error.detail)")
-            }
-            guard code == 0 else {
-                // The wrapper is unloaded when init fails: keep its text for wrapperError(code).
-                throw PluginError(wrapperCode: code, text: wrapperText(wrapper, code))
-            }
-            Bootstrap.adoptLogHandlers()  // again: wrapperInit may have called logging.basicConfig
-            Log.logger.info("loaded \(className) from \(path)")
-            return wrapper
-        }
+        return try WorkerEngine.start(settings: settings, config: pairs, wrapperPath: path, count: workers)
     }
 
     /// The wrapper.py to load: `wrapper.file` if configured, else ./wrapper.py, else one beside libwrapper.so.
-    private static func locateWrapperFile(configured: String?) throws(PluginError) -> String {
+    static func locateWrapperFile(configured: String?) throws(PluginError) -> String {
         if let configured, !configured.isEmpty {
             guard access(configured, R_OK) == 0 else {
                 throw PluginError(
@@ -115,11 +96,11 @@ public enum Plugin {
     ///
     /// The corresponding C function is `wrapperFini`.
     public static func finish() throws(PluginError) {
-        let wrapper = try state.withLock { state throws(PluginError) -> UserWrapper in
+        let engine = try state.withLock { state throws(PluginError) -> any Engine in
             switch state {
-            case .running(let wrapper):
+            case .running(let engine):
                 state = .stopping
-                return wrapper
+                return engine
             case .starting, .stopping: throw PluginError(.notInitialized, "wrapperInit or wrapperFini in progress")
             case .stopped: throw PluginError(.notInitialized, "wrapperFini without a successful wrapperInit")
             }
@@ -128,47 +109,48 @@ public enum Plugin {
             MetricsFile.stop()  // and written once more when wrapperFini has returned (errorCode)
             state.withLock { $0 = .stopped }
         }
+        engine.prepareToFinish()  // worker processes: results already on their way arrive first
         let shutDown = PluginError(.shutDown, "wrapperFini ended the request")
         ErrorTexts.record(shutDown)
         let pending = CallbackTargets.takeAllOnce()
         pending.forEach { $0.shutDown(shutDown) }
         let sessions = SessionHandles.removeAll()
         for session in sessions {
-            do throws(PluginError) { try end(session, wrapper: wrapper) } catch {
+            do throws(PluginError) { try end(session, engine: engine) } catch {
                 Log.logger.warning("wrapperFini: wrapperDestroy of session \(session.sid) failed: \(error.code)")
             }
         }
-        let resources = unloadAllResources(wrapper)
+        let resources = unloadAllResources(engine)
         if !pending.isEmpty || !sessions.isEmpty || resources > 0 {
             Log.logger.info(
                 "wrapperFini ended \(pending.count) async request(s), \(sessions.count) session(s), \(resources) resource(s)"
             )
         }
-        let code = try wrapper.finish(waitingAtMost: 10)
+        let code = try engine.finish(waitingAtMost: 10)
         if code != 0 { throw PluginError(wrapperCode: code) }
     }
 
-    /// Runs `body` while `wrapper` is the running one (holding the lifecycle lock, so `wrapperFini`
+    /// Runs `body` while `engine` is the running one (holding the lifecycle lock, so `wrapperFini`
     /// cannot start meanwhile). - Returns: nil if it is not running any more.
-    static func whileRunning<Result>(_ wrapper: UserWrapper, _ body: () -> Result) -> Result? {
+    static func whileRunning<Result>(_ engine: any Engine, _ body: () -> Result) -> Result? {
         state.withLock { state in
-            guard case .running(let current) = state, current === wrapper else { return nil }
+            guard case .running(let current) = state, current === engine else { return nil }
             return body()
         }
     }
 
-    /// Registers a session opened on `wrapper` unless `wrapperFini` started meanwhile.
-    static func adopt(_ session: Session, of wrapper: UserWrapper) -> Bool {
-        whileRunning(wrapper) { SessionHandles.add(session) } != nil
+    /// Registers a session opened on `engine` unless `wrapperFini` started meanwhile.
+    static func adopt(_ session: Session, of engine: any Engine) -> Bool {
+        whileRunning(engine) { SessionHandles.add(session) } != nil
     }
 
-    /// The loaded wrapper, or `notInitialized`.
-    static func running() throws(PluginError) -> UserWrapper {
-        try state.withLock { state throws(PluginError) -> UserWrapper in
-            guard case .running(let wrapper) = state else {
+    /// The engine running wrapper.py, or `notInitialized`.
+    static func running() throws(PluginError) -> any Engine {
+        try state.withLock { state throws(PluginError) -> any Engine in
+            guard case .running(let engine) = state else {
                 throw PluginError(.notInitialized, "call wrapperInit first (or it failed: see its error)")
             }
-            return wrapper
+            return engine
         }
     }
 
@@ -181,17 +163,8 @@ public enum Plugin {
     public static func errorText(_ code: Int32) -> UnsafePointer<CChar> {
         if code == 0 { return ErrorTexts.stable("success") }
         if let text = ErrorTexts.pluginText(code) { return ErrorTexts.stable(text) }
-        if let wrapper = try? running() { return ErrorTexts.stable(withGIL { wrapperText(wrapper, code) }) }
+        if let engine = try? running() { return ErrorTexts.stable(engine.errorText(code)) }
         return ErrorTexts.stable(ErrorTexts.recordedWrapperText(code) ?? "wrapper.py error \(code)")
-    }
-
-    /// wrapper.py's `wrapperError(code)`, or a generic text if it has none or it fails. GIL required.
-    private static func wrapperText(_ wrapper: UserWrapper, _ code: Int32) -> String {
-        guard wrapper.defines(.wrapperError) else { return "wrapper.py error \(code)" }
-        guard let codeObject = try? PyRef(steal: PyLong_FromLong(Int(code)), ""),
-            let result = try? wrapper.call(.wrapperError, CallArguments(code: codeObject.pointer))
-        else { return "wrapper.py error \(code) (its wrapperError failed)" }
-        return string(fromUnicode: result.pointer) ?? str(result.pointer) ?? "wrapper.py error \(code)"
     }
 
     // MARK: one-shot
@@ -207,38 +180,29 @@ public enum Plugin {
     ) throws(PluginError) {
         guard let response else { throw PluginError(.invalidArgument, "wrapperExec: respData is NULL") }
         response.pointee = nil
-        let wrapper = try running()
+        let engine = try running()
         let started = Log.debugEnabled ? Log.now() : 0
-        var inputBytes = 0
-        var sid = "-"
-        let batch = try withGIL { () throws(PluginError) -> OutputBatch in
-            let params = try Params(params)
-            if started > 0 { sid = params.sidText }
-            return try failing(sid: params.sidText) { () throws(PluginError) -> OutputBatch in
-                let tag = try makeUnicode(usrTag ?? emptyCString, length: usrTag.map { strlen($0) } ?? 0)
-                let persId = try PyRef(
-                    steal: PyLong_FromUnsignedLong(
-                        UInt(firstPersonalisationId(personalisationIds, count: personalisationCount))),
-                    "persId")
-                var request = try LoanedRequest.make(request, "reqData")
-                let result = try wrapper.call(
-                    .wrapperOnceExec,
-                    CallArguments(
-                        params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
-                        sid: params.sid.pointer))
-                let batch = try OutputBatch(result.pointer, kind: .once)
-                inputBytes = request.byteCount
-                try request.finish()
-                return batch
-            }
+        let call = OnceCall(
+            usrTag: usrTag, params: params, request: request, personalisationIds: personalisationIds,
+            personalisationCount: personalisationCount)
+        // No sid for a malformed params list (the engine's error names the list).
+        let batch = try failing(sid: try? call.sid()) { () throws(PluginError) -> OutputBatch in
+            try engine.exec(call)
         }
         if started > 0 {
             Log.debug(
-                "wrapperExec: \(inputBytes) bytes in, \(batch.count) nodes / \(batch.byteCount) bytes out",
-                since: started, sid: sid)
+                "wrapperExec: \(payloadBytes(request)) bytes in, \(batch.count) nodes / \(batch.byteCount) bytes out",
+                since: started, sid: (try? call.sid()) ?? "")
         }
         response.pointee = batch.head
         ExecOutputs.hold(batch)
+    }
+
+    /// The payload bytes of a request list the loader passed (for the debug log; 0 if it is malformed).
+    private static func payloadBytes(_ request: UnsafeMutablePointer<DataList>?) -> Int {
+        var bytes = 0
+        try? forEachData(request, "reqData") { bytes += $0.bytes.count }
+        return bytes
     }
 
     /// Releases what `exec` returned and clears `*response`. Never reads usrTag (the loader freed it).
@@ -255,12 +219,15 @@ public enum Plugin {
     }
 }
 
-/// Runs `body`; an error it throws is logged with `sid` (computed only then).
+/// Runs `body`; an error it throws is logged with `sid` (computed only then; nil: none).
 @inline(__always)
-func failing<Result: ~Copyable>(sid: @autoclosure () -> String, _ body: () throws(PluginError) -> Result)
+func failing<Result: ~Copyable>(sid: @autoclosure () -> String?, _ body: () throws(PluginError) -> Result)
     throws(PluginError) -> Result
 {
-    do { return try body() } catch { throw error.sid == nil ? error.with(sid: sid()) : error }
+    do { return try body() } catch {
+        guard error.sid == nil, let sid = sid() else { throw error }
+        throw error.with(sid: sid)
+    }
 }
 
 /// Output lists handed to the loader by `wrapperExec`, until `wrapperExecFree`.

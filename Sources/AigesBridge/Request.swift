@@ -117,6 +117,16 @@ struct LoanedRequest: ~Copyable {
         let slots = objects.node
         let start = entry.bytes.baseAddress ?? UnsafeRawPointer(emptyBytes)
         let payload: PyRef
+        if SharedInputs.active.load(ordering: .relaxed), entry.bytes.count > 0,
+            let view = try SharedInputs.view(start, count: entry.bytes.count)
+        {
+            // A worker's input in the plugin's shared memory: lent for as long as Python keeps it.
+            aiges_py_set_slot(node.pointer, slots.view, view.pointer)
+            aiges_py_set_slot(node.pointer, slots.data, aiges_py_none())
+            aiges_py_set_slot(node.pointer, slots.loan, aiges_py_none())
+            try finishNode(node, entry, objects)
+            return
+        }
         switch mode {
         case .copy:
             payload = try PyRef(
@@ -136,6 +146,18 @@ struct LoanedRequest: ~Copyable {
             aiges_py_set_slot(node.pointer, slots.data, aiges_py_none())
             aiges_py_set_slot(node.pointer, slots.loan, aiges_py_none())
         }
+        try finishNode(node, entry, objects)
+        if mode != .copy {
+            lent.append(Loan(node: node.take(), handle: payload.take(), bytes: entry.bytes))
+            if mode == .lend { LentMemory.add(entry.bytes) }
+        }
+    }
+
+    /// Fills `node`'s other slots from `entry` and appends it to the request.
+    private func finishNode(_ node: borrowing PyRef, _ entry: DataEntry, _ objects: Bootstrap.Objects)
+        throws(PluginError)
+    {
+        let slots = objects.node
         try set(node.pointer, slots.key, makeUnicode(entry.key, length: strlen(entry.key)))
         try set(node.pointer, slots.len, PyRef(steal: PyLong_FromSize_t(entry.bytes.count), "len"))
         try set(node.pointer, slots.type, PyRef(steal: PyLong_FromUnsignedLong(UInt(entry.type)), "type"))
@@ -143,10 +165,6 @@ struct LoanedRequest: ~Copyable {
         try set(node.pointer, slots.desc, makeDict(entry.desc, "desc"))
         guard PyList_Append(items, node.pointer) == 0 else {
             throw PluginError.fromPython(.internalError, "filling request list")
-        }
-        if mode != .copy {
-            lent.append(Loan(node: node.take(), handle: payload.take(), bytes: entry.bytes))
-            if mode == .lend { LentMemory.add(entry.bytes) }
         }
     }
 

@@ -33,6 +33,8 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
     private var memory = CAllocations()
     private var buffers: UnsafeMutablePointer<Py_buffer>?  // malloc'd; owned until deinit hands it on
     private var heldBuffers = 0
+    /// What keeps a worker's output alive (its frame, its shared segments); nil in-process.
+    private var keepAlive: AnyObject?
 
     /// Node `index`'s key (valid while the batch lives).
     func key(at index: Int) -> UnsafePointer<CChar> { UnsafePointer(nodes[index].key) ?? emptyCString }
@@ -87,6 +89,15 @@ final class OutputBatch: @unchecked Sendable {  // immutable after init; dropped
         }
         head = nodes
         count = total
+    }
+
+    /// An output a worker process sent (`WireLists`): the nodes point into `frame` (inline payloads)
+    /// or the worker's segments (held by `keepAlive`, released when the batch is dropped).
+    init(wire lists: consuming WireLists, head: UnsafeMutablePointer<DataList>?, count: Int, keepAlive: AnyObject?) {
+        self.memory = lists.takeMemory()
+        self.head = head
+        self.count = count
+        self.keepAlive = keepAlive
     }
 
     /// Fills one C node from a `ResponseData`.

@@ -1,21 +1,16 @@
-import AigesABI
-import CPython
 import Glibc
 import Synchronization
 
-/// One open session: its Python handle, the loader's callback (push mode), the output the loader
-/// is reading (pull mode) and counters for `wrapperDebugInfo`.
+/// One open session: the engine's side of it (wrapper.py's handle), the loader's callback (push
+/// mode), the output the loader is reading (pull mode) and counters for `wrapperDebugInfo`.
 final class Session: @unchecked Sendable {  // immutable but for `state`
     /// The handle the loader holds (an address in `SessionHandles`' reserved ranges).
     let handle: UnsafeRawPointer
     let sid: String
-    /// wrapper.py's handle string (from its SessionCreateResponse).
-    let pythonHandle: String
     /// Where results delivered with `aiges_embed.callback` go (the loader's callback, or a read queue).
     let target: CallbackTarget
-    /// wrapper.py's handle and the sid as Python strs.
-    let handleObject: PythonObject
-    let sidObject: PythonObject
+    /// The engine's side of the session (passed only to the engine that opened it).
+    let link: any SessionLink
     private let created = monotonicNow()
     private let state = Mutex(State())
 
@@ -30,20 +25,15 @@ final class Session: @unchecked Sendable {  // immutable but for `state`
         var lastRead: [OutputBatch] = []
     }
 
-    init(
-        handle: UnsafeRawPointer, sid: String, pythonHandle: String, target: CallbackTarget,
-        handleObject: PythonObject, sidObject: PythonObject
-    ) {
+    init(handle: UnsafeRawPointer, sid: String, target: CallbackTarget, link: any SessionLink) {
         self.handle = handle
         self.sid = sid
-        self.pythonHandle = pythonHandle
         self.target = target
-        self.handleObject = handleObject
-        self.sidObject = sidObject
+        self.link = link
     }
 
-    /// The session's handle and sid as wrapper.py methods get them (borrowed from this session).
-    var arguments: CallArguments { CallArguments(sid: sidObject.pointer, handle: handleObject.pointer) }
+    /// wrapper.py's handle string (from its SessionCreateResponse).
+    var pythonHandle: String { link.pythonHandle }
 
     /// Counts a write of `bytes` input bytes.
     func noteWrite(bytes: Int) {

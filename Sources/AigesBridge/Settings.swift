@@ -1,3 +1,4 @@
+import CPythonShims
 import Glibc
 
 /// The plugin's own config keys, checked at `wrapperInit`.
@@ -10,7 +11,8 @@ enum Settings {
     static let known = [
         "wrapper.file", "wrapper.class", "python.venv", "python.path", "python.executable", "log.level", "log.dir",
         "log.max_mb", "log.backups", "log.capture_python", "gil.gate_us", "data.copy", "data.lend",
-        "async.timeout_ms", "async.fallback_threads", "workers", "metrics.file", "metrics.interval_s",
+        "async.timeout_ms", "async.fallback_threads", "workers", "workers.concurrency", "workers.watchdog_ms",
+        "workers.start_timeout_ms", "workers.program", "metrics.file", "metrics.interval_s",
     ]
 
     /// The prefixes of the plugin's own keys (other keys are wrapper.py's or the loader's).
@@ -28,11 +30,7 @@ enum Settings {
                 throw PluginError(.initFailed, "config python.executable = \"\(executable)\": not an executable file")
             }
         }
-        let workers = try integer(settings, "workers", default: 0, range: 0...256)
-        guard workers == 0 else {
-            throw PluginError(
-                .initFailed, "config workers = \"\(workers)\": worker processes are not in this version; use 0")
-        }
+        _ = try integer(settings, "workers", default: 0, range: 0...256)
         let metricsSeconds = try integer(settings, "metrics.interval_s", default: 15, range: 1...86_400)
         let gate = try integer(settings, "gil.gate_us", default: 50, range: 0...1_000_000)
         let copy = try flag(settings, "data.copy")

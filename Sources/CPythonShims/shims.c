@@ -88,3 +88,58 @@ void aiges_py_loan_revoke(PyObject *loan) {
 }
 
 int aiges_py_buffer_writable(const Py_buffer *view) { return view->readonly == 0; }
+
+/* A read-only buffer over memory the plugin owns (a worker's shared-memory input), handed out as a
+   memoryview: the memory stays valid while any view or buffer made from it lives; the exporter's
+   dealloc calls release(context) (GIL held). */
+typedef struct {
+    PyObject_HEAD
+    void *data;
+    Py_ssize_t len;
+    void (*release)(void *);
+    void *context;
+} SharedBytes;
+
+static int shared_getbuffer(PyObject *self, Py_buffer *view, int flags) {
+    SharedBytes *shared = (SharedBytes *)self;
+    return PyBuffer_FillInfo(view, self, shared->data, shared->len, 1, flags);
+}
+
+static void shared_dealloc(PyObject *self) {
+    SharedBytes *shared = (SharedBytes *)self;
+    PyTypeObject *type = Py_TYPE(self);
+    if (shared->release != NULL) shared->release(shared->context);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyObject *shared_type;
+
+PyObject *aiges_py_shared_view(void *data, Py_ssize_t len, void (*release)(void *), void *context) {
+    if (shared_type == NULL) {
+        static PyType_Slot slots[] = {
+            {Py_bf_getbuffer, shared_getbuffer},
+            {Py_tp_dealloc, shared_dealloc},
+            {0, NULL},
+        };
+        static PyType_Spec spec = {"aiges_embed.SharedBytes", sizeof(SharedBytes), 0, Py_TPFLAGS_DEFAULT, slots};
+        shared_type = PyType_FromSpec(&spec);
+        if (shared_type == NULL) {
+            release(context);
+            return NULL;
+        }
+    }
+    SharedBytes *shared = PyObject_New(SharedBytes, (PyTypeObject *)shared_type);
+    if (shared == NULL) {
+        release(context);
+        return NULL;
+    }
+    Py_INCREF(shared_type); /* heap type instances own a reference to their type */
+    shared->data = data != NULL ? data : (void *)&revoked;
+    shared->len = len;
+    shared->release = release;
+    shared->context = context;
+    PyObject *view = PyMemoryView_FromObject((PyObject *)shared);
+    Py_DECREF(shared); /* the view holds it now (or it is freed, releasing) */
+    return view;
+}

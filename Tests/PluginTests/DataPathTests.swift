@@ -95,6 +95,8 @@ import Testing
             "| 1 KiB in, prepared 16 MiB out |", "| 16 MiB echo through node.data |", "| 1 KiB in, empty out |",
             "| 16 MiB in, not read, 8 B out |", "| tiny echo ≤ 2.5 µs (default) |",
             "| 16 MiB input nobody reads ≤ 2 × tiny echo (default) |", "| 4 |",
+            "### Worker processes (config workers)", "| tiny echo, workers=1 ≤ 10 × in-process (default) median |",
+            "| kill -9 of the worker under load",
         ] {
             #expect(run.output.contains(row), "\(row): \(run)")
         }

@@ -33,7 +33,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: work) }
         let out = work.appending(path: "out")
         let package = try Self.command(
-            ["bash", "scripts/package.sh", "--no-build", "-o", out.path], environment: ["AIGES_DIST": Harness.dist.path])
+            ["bash", "scripts/package.sh", "--no-build", "-o", out.path], environment: ["AIGES_DIST": Harness.dist.path]
+        )
         try #require(package.status == 0, "scripts/package.sh failed: \(package)")
 
         let machine = try Self.command(["uname", "-m"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -51,7 +52,9 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: fresh.path) == [name], "one top folder")
         let top = fresh.appending(path: name)
         let contents = Set(try FileManager.default.contentsOfDirectory(atPath: top.path))
-        for expected in ["libwrapper.so", "libwrapper.so.debug", "aiges-harness", "examples", "README.md"] {
+        for expected in [
+            "libwrapper.so", "libwrapper.so.debug", "aiges-worker", "aiges-harness", "examples", "README.md",
+        ] {
             #expect(contents.contains(expected), "\(expected) is missing: \(contents.sorted())")
         }
         #expect(
@@ -69,7 +72,10 @@ import Testing
         #expect(kinds[1].contains("with debug_info"), "libwrapper.so.debug: \(kinds[1])")
         let link = work.appending(path: "debuglink")
         let dump = try Self.command(
-            ["objcopy", "--dump-section", ".gnu_debuglink=\(link.path)", library.path, work.appending(path: "scratch").path])
+            [
+                "objcopy", "--dump-section", ".gnu_debuglink=\(link.path)", library.path,
+                work.appending(path: "scratch").path,
+            ])
         try #require(dump.status == 0, "\(dump)")
         let section = [UInt8](try Data(contentsOf: link))
         let nameEnd = try #require(section.firstIndex(of: 0), "no .gnu_debuglink in libwrapper.so")
@@ -78,13 +84,18 @@ import Testing
         try #require(section.count >= crcOffset + 4, "\(section.count) bytes of .gnu_debuglink")
         let linkedCRC = section[crcOffset..<crcOffset + 4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let crc = try Self.command(
-            ["/usr/bin/python3", "-c", "import sys, zlib; print(zlib.crc32(open(sys.argv[1], 'rb').read()))", debug.path])
+            [
+                "/usr/bin/python3", "-c", "import sys, zlib; print(zlib.crc32(open(sys.argv[1], 'rb').read()))",
+                debug.path,
+            ])
         #expect(UInt32(crc.output.trimmingCharacters(in: .whitespacesAndNewlines)) == linkedCRC, "\(crc)")
         #expect(try buildID(library) != nil && buildID(library) == buildID(debug))
         let symbols = try Self.command(["readelf", "--dyn-syms", "-W", library.path]).output
         let exported = symbols.split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 8, fields[4] == "GLOBAL" || fields[4] == "WEAK", fields[6] != "UND" else { return nil }
+            guard fields.count >= 8, fields[4] == "GLOBAL" || fields[4] == "WEAK", fields[6] != "UND" else {
+                return nil
+            }
             return String(fields[7])
         }
         #expect(Set(exported) == ABITests.entryPoints, "\(exported.sorted())")
@@ -100,12 +111,23 @@ import Testing
         #expect(exec.output.contains("exec: 3 requests, 0 failed"), "\(exec)")
         #expect(exec.errors.contains("file=\(library.path) "), "loaded the unpacked libwrapper.so: \(exec)")
         let session = try Harness.run(
-            ["session", "--push", "-c", "wrapper.file=examples/streaming/wrapper.py", "-i", "text=one ", "-i", "text=two"],
+            [
+                "session", "--push", "-c", "wrapper.file=examples/streaming/wrapper.py", "-i", "text=one ", "-i",
+                "text=two",
+            ],
             library: nil, executable: harness, in: top)
         #expect(session.status == 0 && session.output.contains("session: 1 sessions, 0 failed"), "\(session)")
         let probe = try Harness.run(
             ["probe", "-c", "wrapper.file=examples/echo/wrapper.py"], library: nil, executable: harness, in: top)
         #expect(probe.status == 0 && probe.output.contains("probe: 0 failed, 0 skipped"), "\(probe)")
+        // Worker processes run from the unpacked aiges-worker beside the unpacked library.
+        let workers = try Harness.run(
+            [
+                "exec", "-c", "wrapper.file=examples/echo/wrapper.py", "-c", "workers=2", "-i", "big=gen:100K", "-n",
+                "4", "-t", "2", "-e",
+            ], library: nil, executable: harness, in: top)
+        #expect(workers.status == 0 && workers.output.contains("exec: 8 requests, 0 failed"), "\(workers)")
+        #expect(workers.errors.contains("\(name)/aiges-worker)"), "the unpacked aiges-worker served: \(workers)")
 
         // The wheel holds aiges_embed: importable straight from it (a pure-Python wheel is a zip on sys.path).
         let wheels = contents.filter { $0.hasPrefix("aiges_embed-") && $0.hasSuffix(".whl") }.sorted()

@@ -25,6 +25,7 @@ INTERNAL_ERROR = 22013
 HOOK_NOT_SET = 22014
 RESULT_DROPPED = 22015
 VIEW_ESCAPED = 22016
+WORKER_LOST = 22017
 SHUT_DOWN = 22018
 
 SUMMARIES = {
@@ -43,6 +44,7 @@ SUMMARIES = {
     HOOK_NOT_SET: "the loader set no hook of this kind (wrapperSetCtrl)",
     RESULT_DROPPED: "result dropped: unknown tag, or its request already ended",
     VIEW_ESCAPED: "wrapper.py kept a buffer of request memory past the call",
+    WORKER_LOST: "the worker process serving the request was lost",
     SHUT_DOWN: "wrapperFini ended the request",
 }
 

@@ -5,6 +5,7 @@
   ignore    never reads the input node, 8 B out                  large input nobody reads
   prepared  returns a 16 MiB buffer made at init                 small input, large output
   empty     returns a node with no data                           empty output
+  cpu       bench.cpu_loops rounds of Python arithmetic, 8 B out  CPU-bound calls (workers)
 
 A request whose params carry bench.floor=N does not run the workload: it times N direct Python
 calls of wrapperOnceExec on equivalent objects (the floor) and returns the timings as JSON.
@@ -21,6 +22,7 @@ class Wrapper:
     def wrapperInit(self, config):
         self.workload = getattr(self, config.get("bench.workload", "echo"))
         self.prepared = bytes(range(256)) * (65536)  # 16 MiB
+        self.cpu_loops = int(config.get("bench.cpu_loops", "100000"))
         return 0
 
     def wrapperOnceExec(self, params, reqData, usrTag="", persId=0):
@@ -50,6 +52,14 @@ class Wrapper:
 
     def empty(self, reqData):
         return self.reply("empty", b"")
+
+    def cpu(self, reqData):
+        # A fixed amount of work holding the GIL throughout (a clock-based loop would "finish"
+        # while other threads hold the GIL and measure nothing).
+        total = 0
+        for i in range(self.cpu_loops):
+            total += i * i % 7
+        return self.reply("check", total.to_bytes(8, "little"))
 
     def floor(self, calls, like):
         """Times wrapperOnceExec called straight from Python with objects like the plugin's."""

@@ -53,6 +53,11 @@ PyObject *aiges_py_loan_copy(PyObject *loan);
 /** Ends the loan: later copies raise ValueError. Does nothing for other objects. */
 void aiges_py_loan_revoke(PyObject *loan);
 
+/** A read-only memoryview over `len` bytes at `data` that the caller owns until release(context),
+    which the exporter calls when the last view or buffer made from it is gone (GIL held; also on
+    failure, which returns NULL). */
+PyObject *aiges_py_shared_view(void *data, Py_ssize_t len, void (*release)(void *), void *context);
+
 /** Whether the object exporting `view` (a Py_buffer) lets it be written to. */
 int aiges_py_buffer_writable(const Py_buffer *view);
 
@@ -83,6 +88,45 @@ long aiges_thread_id(void);
 
 /** The path of the shared object containing address (dladdr), or NULL. */
 const char *aiges_shared_object_path(const void *address);
+
+/* ---- worker processes (process.c) ---- */
+
+/** sendmsg of `len` bytes with `fd` attached (SCM_RIGHTS) unless it is -1; never raises SIGPIPE.
+    Returns the bytes sent or -1 (errno). */
+long aiges_send_with_fd(int sock, const void *data, size_t len, int fd);
+/** recvmsg into `data`; descriptors that arrive (close-on-exec) go to fds (up to capacity, the rest
+    closed), their number to *count. Returns the bytes read, 0 at end of stream, -1 (errno). */
+long aiges_recv_with_fds(int sock, void *data, size_t len, int *fds, int capacity, int *count);
+/** A connected AF_UNIX stream socket pair, both ends close-on-exec. */
+int aiges_socket_pair(int fds[2]);
+/** posix_spawn of `program` with `child_fd` as the child's fd 3, default signal dispositions and an
+    empty signal mask, and this process's environment. Returns 0 (the pid in *pid) or -1 (errno). */
+int aiges_spawn(const char *program, char *const argv[], int child_fd, int *pid);
+/** waitpid(pid): 1 when reaped (*exit_code or *signal_number set; -1/0 otherwise), 0 if still
+    running (block == 0), -1 if it cannot be waited for. */
+int aiges_wait_child(int pid, int block, int *exit_code, int *signal_number);
+/** Whether child `pid` has exited (not reaped: a later aiges_wait_child reaps it). */
+int aiges_child_exited(int pid);
+/** Busy-polls fd for input for up to spin_ns (poll with no timeout, repeated): 1 once readable, else 0.
+    A reply that comes within the spin then costs no sleep and wake-up. */
+int aiges_readable_within(int fd, long long spin_ns);
+/** A non-blocking close-on-exec eventfd, or -1. */
+int aiges_event_new(void);
+/** Makes eventfd `fd` readable. */
+void aiges_event_signal(int fd);
+/** poll() for input on two descriptors (`second` an eventfd, drained when readable). Returns bit 0
+    if `first` is readable (or hung up), bit 1 if `second` was; 0 on timeout or error. */
+int aiges_wait_readable(int first, int second, int timeout_ms);
+/** Sets FD_CLOEXEC on fd. */
+int aiges_close_on_exec(int fd);
+/** In a worker: SIGKILL when the parent dies; -1 if the parent is not `expected_parent` any more. */
+int aiges_die_with_parent(int expected_parent);
+/** A close-on-exec memfd of `size` bytes, sealed against shrinking and growing, or -1 (errno). */
+int aiges_memfd(const char *name, size_t size);
+/** The size of memfd `fd` if it is sealed against shrinking, else -1. */
+long long aiges_memfd_sealed_size(int fd);
+/** A shared read-write mapping of fd, or NULL (errno). */
+void *aiges_map_shared(int fd, size_t size);
 
 /* ---- embedded Python sources (sources.c: python/aiges_embed/ built into the library) ---- */
 

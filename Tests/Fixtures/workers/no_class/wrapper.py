@@ -1,0 +1,6 @@
+"""Worker-mode fixture: defines no class Wrapper."""
+
+
+class NotTheWrapper:
+    def wrapperInit(self, config):
+        return 0
