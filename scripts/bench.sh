@@ -32,6 +32,12 @@ tables=$($command 2>/dev/null)
     echo "  tiny echo and the 16 MiB view-only input with \`workers=1\`, against the in-process median and"
     echo "  the harness's own \`memcpy\` of 16 MiB; the harness's RSS over N \`workers=1\` calls; and \`kill -9\`"
     echo "  of the worker while 4 threads call: calls by result, and the time to the first success begun after it."
+    echo "- **Dynamic batching** (config \`batch.*\`): the \`device\` workload, a device that serves one call at"
+    echo "  a time and takes ~5 ms whatever the batch size (the GIL released while it waits), from 8 caller"
+    echo "  threads with \`batch.max_size\` 1 and 8, rounds alternating; one caller's median latency with each."
+    echo "- **Tiny echo from several loader threads** (the entry gate, \`gil.gate_us\`/\`gil.stint_us\`): 1 and 4"
+    echo "  caller threads, rounds alternating, on the machine as it is and beside a busy loop in a child"
+    echo "  process (a second CPU-bound process, running during both the 1- and the 4-thread runs)."
     echo
     echo "$tables"
     cat docs/performance-notes.md

@@ -14,6 +14,8 @@ enum Bootstrap {
     struct Objects {
         let dataListNode: PyPointer
         let dataListCls: PyPointer
+        /// `BatchRequest`, one request of a `wrapperOnceExecBatch` call.
+        let batchRequest: PyPointer
         let loadWrapper: PyPointer
         let method: PyPointer
         let describe: PyPointer
@@ -64,6 +66,7 @@ enum Bootstrap {
         }
         objects = Objects(
             dataListNode: dataListNode, dataListCls: dataListCls,
+            batchRequest: try attribute(embed.pointer, "BatchRequest").take(),
             loadWrapper: try attribute(plugin.pointer, "load_wrapper").take(),
             method: try attribute(plugin.pointer, "method").take(),
             describe: try attribute(plugin.pointer, "describe").take(),

@@ -28,6 +28,14 @@ protocol Engine: AnyObject, Sendable {
     /// `wrapperOnceExec`: its output list (kind `.once`).
     func exec(_ call: OnceCall) throws(PluginError) -> OutputBatch
 
+    /// `wrapperOnceExecBatch(requests)` for a batch gathered by `Batcher` (never empty; at most
+    /// `batch.max_size`): one result per call, in the same order — its output list (kind `.once`),
+    /// or the error of that request alone (its Response's `error_code`, a bad output, a malformed
+    /// list). Throws when the whole batch fails (the method raised: `pythonException`; it returned
+    /// something other than one Response per request: `badReturnType`). Worker processes: the whole
+    /// batch goes to one worker. The calls' pointers stay valid until it returns.
+    func execBatch(_ calls: [OnceCall]) throws(PluginError) -> [Result<OutputBatch, PluginError>]
+
     /// Opens an async request whose result goes to `target`: already registered under its usrTag
     /// and sid (`target.sid`), its timer armed, not yet armed for delivery. Calls
     /// `wrapperOnceExecAsync` if wrapper.py defines it (its non-zero code is thrown).
@@ -73,6 +81,14 @@ protocol Engine: AnyObject, Sendable {
     func finish(waitingAtMost seconds: Int) throws(PluginError) -> Int32
 }
 
+extension Engine {
+    /// Serves each call with `exec`, one after the other: for an engine that cannot send a batch as
+    /// one call yet (it never calls `wrapperOnceExecBatch`).
+    func execBatch(_ calls: [OnceCall]) throws(PluginError) -> [Result<OutputBatch, PluginError>] {
+        calls.map { call in Result { () throws(PluginError) -> OutputBatch in try exec(call) } }
+    }
+}
+
 /// The engine's side of one session (in-process: wrapper.py's handle and the sid as Python strs).
 protocol SessionLink: AnyObject, Sendable {
     /// wrapper.py's handle string (from its SessionCreateResponse).
@@ -96,6 +112,17 @@ struct OnceCall {
         self.params = params
         self.request = request
         personalisationId = firstPersonalisationId(personalisationIds, count: personalisationCount)
+    }
+
+    /// A call whose first personalisation id is already known (a copy of another call).
+    init(
+        usrTag: UnsafePointer<CChar>?, params: UnsafeMutablePointer<ParamList>?,
+        request: UnsafeMutablePointer<DataList>?, personalisationId: UInt32
+    ) {
+        self.usrTag = usrTag
+        self.params = params
+        self.request = request
+        self.personalisationId = personalisationId
     }
 
     /// The request id, for logs and tags: the params list's "sid" value (the last one if repeated;

@@ -22,27 +22,45 @@ func withGIL<Result: ~Copyable, Failure: Error>(_ body: () throws(Failure) -> Re
     return try body()
 }
 
-/// An unfair lock in front of the GIL for threads entering from outside Python.
+/// A gate in front of the GIL for threads entering from outside Python: loader threads take turns at
+/// the GIL in stints of many calls, not one call each (Sources/CPythonShims/gate.c).
 ///
 /// Handing the GIL from one loader thread to another costs a futex wake-up and a context switch,
 /// several times a short call's own cost: with 4 threads making tiny calls on 2 cores, throughput
-/// fell to about 30 % of one thread's. Callers that find the gate free go on; others wait for it
-/// at most `waitNanoseconds` (monotonic clock), then go straight for the GIL. So a thread making
-/// back-to-back short calls keeps the GIL without hand-offs, while a caller whose Python code
-/// releases the GIL for long (inference, I/O) delays others by at most the wait — they then run in
-/// parallel as before — and no wait can deadlock. The gate is never held while the loader's code
-/// runs: `withoutGIL` lets go of it. Config `gil.gate_us` sets the wait (0 turns the gate off).
+/// fell to 30-50 % of one thread's. The gate's owner keeps it between its calls (releasing the GIL,
+/// not the gate) and takes it back without a system call; threads that find it owned queue in order
+/// and sleep. The owner hands it to the first waiter after `gil.stint_us` (500 µs), or at once if it
+/// was slow to come back. So on a busy loader the GIL changes hands once a stint, not once a call,
+/// and waiting threads cost nothing while they wait.
+///
+/// Calls that release the GIL for long (inference, I/O) still run in parallel: when the owner's call
+/// has run `waitNanoseconds` (`gil.gate_us`, 50 µs) without holding the GIL, every waiter goes for the
+/// GIL directly. While the owner's call holds the GIL they wait on, up to Python's switch interval
+/// (5 ms): going for it could run nothing sooner, and piling onto the GIL is what made busy machines
+/// slow; a longer call gets them interleaved by Python's switching, as before. No wait can deadlock: the gate is
+/// never held while the loader's code runs (`withoutGIL` hands it on), and a gate parked by a thread
+/// that does not come back within `graceNanoseconds` is taken over. `gil.gate_us = 0` turns it off.
 enum EntryGate {
-    /// How long a caller waits for the gate before going for the GIL directly; 0 disables the gate.
+    /// How long the owner's call may run without the GIL before waiters go for it directly; 0
+    /// disables the gate.
     static let waitNanoseconds = Atomic<Int>(50_000)
 
-    /// Takes the gate if it is free or frees up within the wait. - Returns: whether it was taken.
+    /// How long a gate parked between its owner's calls is kept for it against other callers.
+    static let graceNanoseconds = 10_000
+
+    /// Takes the gate, waiting in line if another thread owns it. - Returns: whether it was taken
+    /// (false: the gate is off, or the owner let go of the GIL in a long call: go for it directly).
     @inline(__always)
     static func enter() -> Bool { aiges_gate_enter(Int64(waitNanoseconds.load(ordering: .relaxed))) != 0 }
 
-    /// Lets go of the gate if this thread still holds it.
+    /// Ends this thread's call as the gate's owner: keeps the gate parked for its next call, or hands
+    /// it to the first waiter.
     @inline(__always)
     static func leave() { aiges_gate_leave() }
+
+    /// Hands the gate to the first waiter (or frees it) now, if this thread owns it and is inside.
+    @inline(__always)
+    static func release() { aiges_gate_release() }
 }
 
 /// Runs `body` with the GIL released and the entry gate let go (for calls into the loader, which
@@ -50,7 +68,7 @@ enum EntryGate {
 @inline(__always)
 func withoutGIL<Result>(_ body: () -> Result) -> Result {
     let saved = PyEval_SaveThread()
-    EntryGate.leave()
+    EntryGate.release()
     defer { PyEval_RestoreThread(saved) }
     return body()
 }

@@ -71,17 +71,10 @@ final class InProcessEngine: Engine {
     /// Runs `wrapperOnceExec(params, reqData, usrTag, persId)`.
     func exec(_ call: OnceCall) throws(PluginError) -> OutputBatch {
         try withGIL { () throws(PluginError) -> OutputBatch in
-            let params = try Params(call.params)
-            let tag = try makeUnicode(call.usrTag ?? emptyCString, length: call.usrTag.map { strlen($0) } ?? 0)
-            let persId = try PyRef(steal: PyLong_FromUnsignedLong(UInt(call.personalisationId)), "persId")
-            var request = try LoanedRequest.make(call.request, "reqData")
-            let result = try wrapper.call(
-                .wrapperOnceExec,
-                CallArguments(
-                    params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
-                    sid: params.sid.pointer))
+            var arguments = try OnceArguments(call)
+            let result = try wrapper.call(.wrapperOnceExec, arguments.values)
             let batch = try OutputBatch(result.pointer, kind: .once)
-            try request.finish()
+            try arguments.request.finish()
             return batch
         }
     }
@@ -93,22 +86,17 @@ final class InProcessEngine: Engine {
     func startAsync(_ call: OnceCall, target: CallbackTarget) throws(PluginError) -> (@Sendable () -> Void)? {
         let native = wrapper.defines(.wrapperOnceExecAsync)
         return try withGIL { () throws(PluginError) -> (@Sendable () -> Void)? in
-            let params = try Params(call.params)
-            let tag = try makeUnicode(target.label)
-            let persId = try PyRef(steal: PyLong_FromUnsignedLong(UInt(call.personalisationId)), "persId")
-            var request = try LoanedRequest.make(call.request, "reqData")
-            let arguments = CallArguments(
-                params: params.dict.pointer, reqData: request.list, usrTag: tag.pointer, persId: persId.pointer,
-                sid: params.sid.pointer)
+            // The usrTag as registered (`label`): what wrapper.py passes back to callback() must match it.
+            var arguments = try OnceArguments(call, usrTag: target.label)
             if native {
-                let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments)
-                try request.finish()
+                let code = try wrapper.callForCode(.wrapperOnceExecAsync, arguments.values)
+                try arguments.request.finish()
                 if code != 0 { throw PluginError(wrapperCode: code) }
                 return nil
             }
             // Held references keep the request alive past this call, so its nodes get their own bytes.
-            let job = HeldArguments(arguments)
-            try request.finish()
+            let job = HeldArguments(arguments.values)
+            try arguments.request.finish()
             return { [self] in Plugin.fallbackPool.submit { self.runOnceExec(job, target) } }
         }
     }
@@ -163,6 +151,43 @@ final class InProcessEngine: Engine {
 
     func finish(waitingAtMost seconds: Int) throws(PluginError) -> Int32 {
         try wrapper.finish(waitingAtMost: Int64(seconds))
+    }
+}
+
+/// A one-shot call's Python arguments made from its C lists (GIL required): what `wrapperOnceExec`
+/// and `wrapperOnceExecAsync` get, and a batch's `BatchRequest` holds. The request's loans must end
+/// (`request.finish()`, or dropping this) before the loader's call returns.
+struct OnceArguments: ~Copyable {
+    let params: Params
+    let usrTag: PyRef
+    let persId: PyRef
+    var request: LoanedRequest
+
+    /// - Parameters: usrTag: the usrTag as text, when it must match one registered for callbacks
+    ///   (otherwise the loader's bytes, undecodable ones as surrogate escapes).
+    init(_ call: OnceCall, usrTag label: String? = nil) throws(PluginError) {
+        // Made first, stored last: a noncopyable struct cannot be left half made by a throw.
+        let params = try Params(call.params)
+        let usrTag = try Self.text(label, or: call.usrTag)
+        let persId = try PyRef(steal: PyLong_FromUnsignedLong(UInt(call.personalisationId)), "persId")
+        let request = try LoanedRequest.make(call.request, "reqData")
+        self.params = params
+        self.usrTag = usrTag
+        self.persId = persId
+        self.request = request
+    }
+
+    /// `label` as a str, or else the C string's bytes (undecodable ones as surrogate escapes; NULL: "").
+    private static func text(_ label: String?, or bytes: UnsafePointer<CChar>?) throws(PluginError) -> PyRef {
+        if let label { return try makeUnicode(label) }
+        return try makeUnicode(bytes ?? emptyCString, length: bytes.map { strlen($0) } ?? 0)
+    }
+
+    /// The values for a method's argument plan (borrowed while this lives).
+    var values: CallArguments {
+        CallArguments(
+            params: params.dict.pointer, reqData: request.list, usrTag: usrTag.pointer, persId: persId.pointer,
+            sid: params.sid.pointer)
     }
 }
 

@@ -70,6 +70,9 @@ public enum Metrics {
     static let callbacksDropped = Atomic<Int>(0)
     /// Async requests ended by their timeout.
     static let asyncTimedOut = Atomic<Int>(0)
+    /// `wrapperOnceExecBatch` calls, and the requests they carried (`Batcher`).
+    static let batches = Atomic<Int>(0)
+    static let batchedRequests = Atomic<Int>(0)
 
     /// Marks the start of a call. - Returns: its start time.
     @inline(__always)
@@ -154,6 +157,10 @@ public enum Metrics {
         parts.append("\"async_timed_out\": \(asyncTimedOut.load(ordering: .relaxed))")
         parts.append("\"callbacks_delivered\": \(callbacksDelivered.load(ordering: .relaxed))")
         parts.append("\"callbacks_dropped\": \(callbacksDropped.load(ordering: .relaxed))")
+        parts.append("\"batches\": \(batches.load(ordering: .relaxed))")
+        parts.append("\"batched_requests\": \(batchedRequests.load(ordering: .relaxed))")
+        parts.append("\"gil_handovers\": \(aiges_gate_handovers())")
+        parts.append("\"gil_direct\": \(aiges_gate_directs())")
         let entries = snapshot().filter { $0.calls > 0 || $0.inFlight > 0 }.map { entry in
             let codes = entry.codes.filter { $0.value > 0 }.sorted { $0.key < $1.key }
                 .map { "\"\(label($0.key))\": \($0.value)" }.joined(separator: ", ")
@@ -214,6 +221,20 @@ public enum Metrics {
                 "callbacks_dropped_total",
                 "Results wrapper.py delivered that were dropped (unknown or ambiguous tag, after the final result).",
                 callbacksDropped.load(ordering: .relaxed)
+            ),
+            ("batches_total", "wrapperOnceExecBatch calls (config batch.max_size).", batches.load(ordering: .relaxed)),
+            (
+                "batched_requests_total", "One-shot requests served in wrapperOnceExecBatch calls.",
+                batchedRequests.load(ordering: .relaxed)
+            ),
+            (
+                "gil_handovers_total", "Times the entry gate passed from one loader thread to another (gil.gate_us).",
+                aiges_gate_handovers()
+            ),
+            (
+                "gil_direct_total",
+                "Times waiting loader threads went for the GIL directly because the gate's owner let go of it in a long call.",
+                aiges_gate_directs()
             ),
         ] {
             header(name, "counter", help)

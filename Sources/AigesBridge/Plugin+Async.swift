@@ -15,7 +15,8 @@ extension Plugin {
     /// Calls `wrapperOnceExecAsync(params, reqData, usrTag, persId)` and returns; the result wrapper.py
     /// passes to `aiges_embed.callback(resp, usrTag or sid)` goes to *this* request's `callback`.
     /// A wrapper without `wrapperOnceExecAsync` is served by running its `wrapperOnceExec` on the
-    /// fallback pool.
+    /// fallback pool. With batching on (`Batcher`), the request (copied) goes into a
+    /// `wrapperOnceExecBatch` call instead, and its result to its callback.
     ///
     /// Each request has exactly one outcome: a non-zero return and no callback, or 0 and exactly one
     /// final callback — its result, `timeout` (22012) when none came within `timeout` ms of entering
@@ -30,8 +31,8 @@ extension Plugin {
         let entered = monotonicNow()
         guard let callback else { throw PluginError(.invalidArgument, "wrapperExecAsync: callback is NULL") }
         guard let usrTag else { throw PluginError(.invalidArgument, "wrapperExecAsync: usrTag is NULL") }
-        let engine = try running()
-        guard engine.defines(.wrapperOnceExecAsync) || engine.defines(.wrapperOnceExec) else {
+        let (engine, batcher) = try serving()
+        guard batcher != nil || engine.defines(.wrapperOnceExecAsync) || engine.defines(.wrapperOnceExec) else {
             throw PluginError(.methodMissing, "\(engine.wrapperName) defines no Wrapper.wrapperOnceExecAsync")
         }
         let label = String(cString: usrTag)
@@ -45,6 +46,8 @@ extension Plugin {
                 personalisationCount: personalisationCount)
             let sid = try call.sid()
             job = try failing(sid: sid) { () throws(PluginError) -> (@Sendable () -> Void)? in
+                // Batched: the loader's lists are copied now (and checked, as a call would).
+                let copy = try batcher.map { _ throws(PluginError) in try CopiedCall(call) }
                 // Reachable before wrapper.py runs: it may call back from another thread at once
                 // (held back until this call returned 0).
                 target.sid = sid
@@ -52,6 +55,7 @@ extension Plugin {
                 if milliseconds > 0 {  // after registering: a timeout unregisters the target
                     target.expire(at: entered + Int64(milliseconds) * 1_000_000, milliseconds: milliseconds)
                 }
+                if let batcher, let copy { return { batcher.queue(copy, for: target) } }
                 return try engine.startAsync(call, target: target)
             }
         } catch {

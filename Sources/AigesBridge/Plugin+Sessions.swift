@@ -167,6 +167,7 @@ extension Plugin {
             ("async_pending", "Async requests waiting for their final result.", CallbackTargets.liveOnceCount),
             ("timers", "Async timeouts armed.", Timers.count - (MetricsFile.hasTimer ? 1 : 0)),
             ("fallback_waiting", "Async requests waiting for a fallback thread.", fallbackPool.waiting),
+            ("batch_queued", "One-shot requests waiting for their batch.", (try? serving())?.batcher?.queued ?? 0),
         ] + ((try? running())?.gauges ?? [])
     }
 }

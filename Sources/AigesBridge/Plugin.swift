@@ -13,7 +13,8 @@ public enum Plugin {
     private enum State {
         case stopped
         case starting
-        case running(any Engine)
+        /// wrapper.py loaded; the batcher when one-shot requests are batched (`Batcher.make`).
+        case running(any Engine, Batcher?)
         case stopping
     }
 
@@ -33,8 +34,8 @@ public enum Plugin {
             }
         }
         do throws(PluginError) {
-            let engine = try start(config)
-            state.withLock { $0 = .running(engine) }
+            let (engine, batcher) = try start(config)
+            state.withLock { $0 = .running(engine, batcher) }
         } catch {
             MetricsFile.stop()
             state.withLock { $0 = .stopped }
@@ -42,7 +43,9 @@ public enum Plugin {
         }
     }
 
-    private static func start(_ config: UnsafeMutablePointer<ParamList>?) throws(PluginError) -> any Engine {
+    private static func start(_ config: UnsafeMutablePointer<ParamList>?) throws(PluginError)
+        -> (any Engine, Batcher?)
+    {
         var settings: [String: String] = [:]
         var pairs: [(key: String, value: String)] = []
         try forEachParam(config, "config") { entry throws(PluginError) in
@@ -55,9 +58,14 @@ public enum Plugin {
         Log.configure(settings)
         try Settings.apply(settings)
         let workers = try Settings.integer(settings, "workers", default: 0, range: 0...256)
-        guard workers > 0 else { return try InProcessEngine.start(settings: settings, config: config) }
-        let path = try locateWrapperFile(configured: settings["wrapper.file"])
-        return try WorkerEngine.start(settings: settings, config: pairs, wrapperPath: path, count: workers)
+        let engine: any Engine
+        if workers > 0 {
+            let path = try locateWrapperFile(configured: settings["wrapper.file"])
+            engine = try WorkerEngine.start(settings: settings, config: pairs, wrapperPath: path, count: workers)
+        } else {
+            engine = try InProcessEngine.start(settings: settings, config: config)
+        }
+        return (engine, Batcher.make(settings: settings, engine: engine))
     }
 
     /// The wrapper.py to load: `wrapper.file` if configured, else ./wrapper.py, else one beside libwrapper.so.
@@ -85,8 +93,10 @@ public enum Plugin {
 
     /// Ends everything open, calls wrapper.py's `wrapperFini()` and unloads it. The interpreter stays up.
     ///
-    /// Before it returns: each pending async request got exactly one final callback (its result if
-    /// one was already on its way, else `shutDown`, 22018), open sessions were closed (wrapper.py's
+    /// Before it returns: batching ended (`Batcher.close`: batches in flight finished, queued
+    /// `wrapperExec` requests were sent at once, each waiting caller had its result), each pending
+    /// async request got exactly one final callback (its result if one was already on its way, else
+    /// `shutDown`, 22018), open sessions were closed (wrapper.py's
     /// `wrapperDestroy` ran for each), loaded resources were unloaded (its `wrapperUnloadRes` ran
     /// for each), timers were cancelled, calls into wrapper.py still running on other threads
     /// returned (waiting up to 10 s) before its `wrapperFini` ran, and no loader callback runs after
@@ -96,11 +106,11 @@ public enum Plugin {
     ///
     /// The corresponding C function is `wrapperFini`.
     public static func finish() throws(PluginError) {
-        let engine = try state.withLock { state throws(PluginError) -> any Engine in
+        let (engine, batcher) = try state.withLock { state throws(PluginError) -> (any Engine, Batcher?) in
             switch state {
-            case .running(let engine):
+            case .running(let engine, let batcher):
                 state = .stopping
-                return engine
+                return (engine, batcher)
             case .starting, .stopping: throw PluginError(.notInitialized, "wrapperInit or wrapperFini in progress")
             case .stopped: throw PluginError(.notInitialized, "wrapperFini without a successful wrapperInit")
             }
@@ -110,6 +120,7 @@ public enum Plugin {
             state.withLock { $0 = .stopped }
         }
         engine.prepareToFinish()  // worker processes: results already on their way arrive first
+        batcher?.close(waitingAtMost: 10)  // batches in flight deliver their results first
         let shutDown = PluginError(.shutDown, "wrapperFini ended the request")
         ErrorTexts.record(shutDown)
         let pending = CallbackTargets.takeAllOnce()
@@ -134,7 +145,7 @@ public enum Plugin {
     /// cannot start meanwhile). - Returns: nil if it is not running any more.
     static func whileRunning<Result>(_ engine: any Engine, _ body: () -> Result) -> Result? {
         state.withLock { state in
-            guard case .running(let current) = state, current === engine else { return nil }
+            guard case .running(let current, _) = state, current === engine else { return nil }
             return body()
         }
     }
@@ -145,12 +156,16 @@ public enum Plugin {
     }
 
     /// The engine running wrapper.py, or `notInitialized`.
-    static func running() throws(PluginError) -> any Engine {
-        try state.withLock { state throws(PluginError) -> any Engine in
-            guard case .running(let engine) = state else {
+    static func running() throws(PluginError) -> any Engine { try serving().engine }
+
+    /// The engine running wrapper.py and the batcher gathering its one-shot requests (nil when they
+    /// are not batched), or `notInitialized`.
+    static func serving() throws(PluginError) -> (engine: any Engine, batcher: Batcher?) {
+        try state.withLock { state throws(PluginError) -> (engine: any Engine, batcher: Batcher?) in
+            guard case .running(let engine, let batcher) = state else {
                 throw PluginError(.notInitialized, "call wrapperInit first (or it failed: see its error)")
             }
-            return engine
+            return (engine, batcher)
         }
     }
 
@@ -170,7 +185,8 @@ public enum Plugin {
     // MARK: one-shot
 
     /// Runs `wrapperOnceExec(params, reqData, usrTag, persId)` and hands its Response to the loader
-    /// as `*response` (owned by the plugin until `releaseExecOutput`).
+    /// as `*response` (owned by the plugin until `releaseExecOutput`). With batching on (`Batcher`),
+    /// the request goes into a `wrapperOnceExecBatch` call and this waits for its own result.
     ///
     /// The corresponding C function is `wrapperExec`.
     public static func exec(
@@ -180,14 +196,15 @@ public enum Plugin {
     ) throws(PluginError) {
         guard let response else { throw PluginError(.invalidArgument, "wrapperExec: respData is NULL") }
         response.pointee = nil
-        let engine = try running()
+        let (engine, batcher) = try serving()
         let started = Log.debugEnabled ? Log.now() : 0
         let call = OnceCall(
             usrTag: usrTag, params: params, request: request, personalisationIds: personalisationIds,
             personalisationCount: personalisationCount)
         // No sid for a malformed params list (the engine's error names the list).
         let batch = try failing(sid: try? call.sid()) { () throws(PluginError) -> OutputBatch in
-            try engine.exec(call)
+            if let batcher { return try batcher.exec(call) }
+            return try engine.exec(call)
         }
         if started > 0 {
             Log.debug(

@@ -10,15 +10,17 @@ enum Settings {
     /// Every key the plugin reads.
     static let known = [
         "wrapper.file", "wrapper.class", "python.venv", "python.path", "python.executable", "log.level", "log.dir",
-        "log.max_mb", "log.backups", "log.capture_python", "gil.gate_us", "data.copy", "data.lend",
+        "log.max_mb", "log.backups", "log.capture_python", "gil.gate_us", "gil.stint_us", "data.copy", "data.lend",
         "async.timeout_ms", "async.fallback_threads", "workers", "workers.concurrency", "workers.watchdog_ms",
-        "workers.start_timeout_ms", "workers.program", "metrics.file", "metrics.interval_s",
+        "workers.start_timeout_ms", "workers.program", "metrics.file", "metrics.interval_s", "batch.max_size",
+        "batch.max_delay_us", "batch.concurrency",
     ]
 
     /// The prefixes of the plugin's own keys (other keys are wrapper.py's or the loader's).
-    static let namespaces = ["wrapper.", "python.", "log.", "gil.", "data.", "async.", "metrics.", "workers"]
+    static let namespaces = ["wrapper.", "python.", "log.", "gil.", "data.", "async.", "metrics.", "workers", "batch."]
 
-    /// Checks every key and applies `gil.gate_us`, `data.*`, `async.*` and `metrics.*`.
+    /// Checks every key and applies `gil.gate_us`, `data.*`, `async.*` and `metrics.*` (`batch.*` is
+    /// read by `Batcher.make`, `workers*` by `WorkerEngine`).
     static func apply(_ settings: [String: String]) throws(PluginError) {
         warnAboutUnknownKeys(settings)
         _ = try integer(settings, "log.max_mb", default: 64, range: 0...1_048_576)  // 0 is taken as 1
@@ -33,6 +35,7 @@ enum Settings {
         _ = try integer(settings, "workers", default: 0, range: 0...256)
         let metricsSeconds = try integer(settings, "metrics.interval_s", default: 15, range: 1...86_400)
         let gate = try integer(settings, "gil.gate_us", default: 50, range: 0...1_000_000)
+        let stint = try integer(settings, "gil.stint_us", default: 500, range: 0...1_000_000)
         let copy = try flag(settings, "data.copy")
         let lend = try flag(settings, "data.lend")
         guard !(copy && lend) else {
@@ -40,7 +43,11 @@ enum Settings {
         }
         let timeout = try integer(settings, "async.timeout_ms", default: 60_000, range: 0...Int(Int32.max))
         let fallback = try integer(settings, "async.fallback_threads", default: 4, range: 1...1024)
+        _ = try integer(settings, "batch.max_size", default: 1, range: 1...65_536)  // read by Batcher.make
+        _ = try integer(settings, "batch.max_delay_us", default: 1000, range: 0...60_000_000)
+        _ = try integer(settings, "batch.concurrency", default: 1, range: 1...1024)
         EntryGate.waitNanoseconds.store(gate * 1000, ordering: .relaxed)
+        aiges_gate_configure(Int64(stint) * 1000, Int64(EntryGate.graceNanoseconds))
         let mode: DataPath.Mode = copy ? .copy : lend ? .lend : .copyOnRead
         DataPath.mode.store(mode.rawValue, ordering: .relaxed)
         DataPath.escaped.store(false, ordering: .relaxed)

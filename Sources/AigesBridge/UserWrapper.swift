@@ -15,10 +15,12 @@ struct CallArguments {
     var handle: PyPointer?
     var patchId: PyPointer?
     var resId: PyPointer?
+    /// The list of `BatchRequest` objects of a `wrapperOnceExecBatch` call.
+    var requests: PyPointer?
 
     /// The kinds of value a method parameter can ask for.
     enum Kind: CaseIterable {
-        case config, code, params, reqData, usrTag, persId, sid, handle, patchId, resId
+        case config, code, params, reqData, usrTag, persId, sid, handle, patchId, resId, requests
 
         /// Parameter names (lower-cased) seen in wrapper.py files for this value.
         var names: Set<String> {
@@ -33,6 +35,7 @@ struct CallArguments {
             case .handle: ["handle", "hdl", "session"]
             case .patchId: ["patch_id", "patchid", "patch"]
             case .resId: ["resid", "res_id", "resourceid", "resource_id"]
+            case .requests: ["requests", "reqs", "batch", "request_list", "requestlist"]
             }
         }
     }
@@ -49,6 +52,7 @@ struct CallArguments {
         case .handle: handle
         case .patchId: patchId
         case .resId: resId
+        case .requests: requests
         }
     }
 }
@@ -59,6 +63,8 @@ enum WrapperMethod: Int, CaseIterable {
     case wrapperOnceExec, wrapperOnceExecAsync
     case wrapperCreate, wrapperWrite, wrapperRead, wrapperDestroy, wrapperDebugInfo
     case wrapperLoadRes, wrapperUnloadRes
+    /// One call for a batch of one-shot requests (config `batch.max_size`; see `Batcher`).
+    case wrapperOnceExecBatch
 
     /// The Python method name.
     var name: String { String(describing: self) }
@@ -75,6 +81,7 @@ enum WrapperMethod: Int, CaseIterable {
         case .wrapperRead, .wrapperDestroy, .wrapperDebugInfo: [.handle]
         case .wrapperLoadRes: [.reqData, .patchId]
         case .wrapperUnloadRes: [.patchId]
+        case .wrapperOnceExecBatch: [.requests]
         }
     }
 

@@ -1,6 +1,6 @@
 /*
- * Thread helpers the Swift side needs with GNU extensions: the entry gate (a mutex with a
- * monotonic deadline and a per-thread "held" flag), a monotonic clock and detached threads.
+ * Thread helpers the Swift side needs with GNU extensions: counts of calls into wrapper.py, a
+ * monotonic clock and detached threads. (The entry gate is in gate.c.)
  */
 #define _GNU_SOURCE
 #include "CPythonShims.h"
@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
-static __thread int gate_held;
 static long calls_in_progress; /* atomic */
 static __thread long calls_here;
 
@@ -34,25 +32,6 @@ long long aiges_monotonic_ns(void) {
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 }
-
-int aiges_gate_enter(long long wait_ns) {
-    if (wait_ns <= 0 || gate_held) return 0;
-    if (pthread_mutex_trylock(&gate) != 0) {
-        long long deadline_ns = aiges_monotonic_ns() + wait_ns;
-        struct timespec deadline = {deadline_ns / 1000000000LL, deadline_ns % 1000000000LL};
-        if (pthread_mutex_clocklock(&gate, CLOCK_MONOTONIC, &deadline) != 0) return 0;
-    }
-    gate_held = 1;
-    return 1;
-}
-
-void aiges_gate_leave(void) {
-    if (!gate_held) return;
-    gate_held = 0;
-    pthread_mutex_unlock(&gate);
-}
-
-int aiges_gate_held(void) { return gate_held; }
 
 typedef struct {
     void (*body)(void *);

@@ -6,6 +6,7 @@
  * throughput with 1, 2 and 4 caller threads. Then worker processes (config workers): CPU-bound
  * throughput with workers=2 against in-process, tiny echo and a 16 MiB view-only input with workers=1,
  * the harness's RSS over N worker-mode calls, and recovery after kill -9 of the worker under load.
+ * Last, bench_threads.c's rows: dynamic batching, and tiny calls from several loader threads.
  * Prints Markdown tables.
  *
  * Only the two plugin calls are timed: each thread builds its request list once and reuses it.
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_threads.h"
 #include "options.h"
 
 typedef struct {
@@ -613,6 +615,10 @@ int run_bench(const Options *options, Plugin *plugin) {
 
     WorkerFigures workerFigures;
     measure_workers(options, plugin, rssCalls, &workerFigures, &failures);
+    BatchFigures batchFigures;
+    measure_batching(options, plugin, &batchFigures, &failures);
+    ContentionFigures contentionFigures;
+    measure_contention(options, plugin, &contentionFigures, &failures);
 
     Latency *standard = modes[0], *lend = modes[1], *copy = modes[2];
     printf("### Latency per call (µs, wrapperExec + wrapperExecFree, one loader-style thread)\n\n");
@@ -657,6 +663,8 @@ int run_bench(const Options *options, Plugin *plugin) {
         printf("| %s | %ld | %ld | %+ld |\n", workloads[w].name, rss1k[w], rssN[w], rssN[w] - rss1k[w]);
     }
     print_workers(&workerFigures, standard[TINY].median, rssCalls);
+    print_batching(&batchFigures);
+    print_contention(&contentionFigures);
     if (failures > 0) printf("\nbench: %ld calls failed\n", failures);
     return failures == 0 ? 0 : 1;
 }

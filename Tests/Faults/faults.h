@@ -293,4 +293,11 @@ int stress_watchdog_seconds(void);
 /* scenarios_lists.c */
 void scenario_long_lists(void);
 
+/* scenarios_batch.c (fixture batching) */
+void scenario_batch_errors(void);
+void scenario_batch_mixed(void);
+void scenario_batch_free_independent(void);
+void scenario_batch_timeout_queued(void);
+void scenario_batch_fini_in_flight(void);
+
 #endif

@@ -97,6 +97,27 @@ class DataListCls:
         return f"DataListCls({self.list!r})"
 
 
+class BatchRequest:
+    """One request of a batch: what `wrapperOnceExecBatch(self, requests)` gets for each request.
+
+    `params` (a dict of str that always has "sid"), `reqData` (a DataListCls), `usrTag` (str) and
+    `persId` (int) are what `wrapperOnceExec(params, reqData, usrTag, persId)` would get for it;
+    `sid` is `params["sid"]` as it was when the batch was made.
+    """
+
+    __slots__ = ("params", "reqData", "usrTag", "persId", "sid")
+
+    def __init__(self, params=None, reqData=None, usrTag="", persId=0):
+        self.params = {} if params is None else params
+        self.reqData = DataListCls() if reqData is None else reqData
+        self.usrTag = usrTag
+        self.persId = persId
+        self.sid = self.params.get("sid", "")
+
+    def __repr__(self):
+        return f"BatchRequest(sid={self.sid!r}, usrTag={self.usrTag!r}, reqData={self.reqData!r})"
+
+
 class ResponseData:
     """One output node. `data` may be bytes, bytearray, memoryview, str or any buffer (numpy)."""
 

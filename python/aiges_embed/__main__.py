@@ -13,11 +13,12 @@ DESCRIPTION = """\
 Runs a wrapper.py as libwrapper.so would, with no plugin and no loader: the author's inner loop.
 
   python3 -m aiges_embed run wrapper.py -p KEY=VALUE -i KEY[:TYPE]=VALUE [-d KEY.NAME=VALUE]
-      [-c K=V] [-n N] [--session [--push] | --async] [-o OUTDIR]
+      [-c K=V] [-n N] [--session [--push] | --async | --batch] [-o OUTDIR]
 
 It loads the file like the plugin (its folder on sys.path, class Wrapper or -c wrapper.class=NAME),
 calls wrapperInit(config), then one-shot wrapperOnceExec (--async: wrapperOnceExecAsync and the result
-it delivers with aiges_embed.callback) or a session (--session: wrapperCreate, one wrapperWrite per -i
+it delivers with aiges_embed.callback; --batch: the -n requests as one wrapperOnceExecBatch call, as
+the plugin gathers them with config batch.max_size) or a session (--session: wrapperCreate, one wrapperWrite per -i
 chunk with statuses DataBegin, DataContinue..., DataEnd, then wrapperRead, or with --push callbacks
 only, until a DataEnd result, wrapperDestroy), then wrapperFini; and prints each output node as
 aiges-harness does. Every method gets its arguments by parameter name, and every result goes through
@@ -58,6 +59,8 @@ def main(argv=None):
     mode.add_argument("--session", action="store_true", help="run a session instead of a one-shot request")
     mode.add_argument("--async", dest="asynchronous", action="store_true",
                       help="one-shot through wrapperOnceExecAsync and its callback")
+    mode.add_argument("--batch", action="store_true",
+                      help="the -n one-shot requests as one wrapperOnceExecBatch(requests) call")
     run.add_argument("--push", action="store_true",
                      help="--session: results by aiges_embed.callback only (the loader's asyncMode), no wrapperRead")
     run.add_argument("--wait-ms", type=_positive, default=10000, metavar="MS",
@@ -92,7 +95,10 @@ def _run(arguments, runner, params, inputs):
         return 1
     mode = "session" if arguments.session else "async" if arguments.asynchronous else "exec"
     failures = 0
-    for call in range(arguments.repeat):
+    if arguments.batch:
+        mode = "batch"
+        failures = _run_batch(arguments, runner, params, inputs)
+    for call in range(0 if arguments.batch else arguments.repeat):
         show = call == 0 or arguments.repeat <= 8
         label = f"{'session' if arguments.session else 'request'} {call}"
         try:
@@ -140,6 +146,39 @@ def _run(arguments, runner, params, inputs):
     noun = "sessions" if arguments.session else "requests"
     print(f"{mode}: {arguments.repeat} {noun}, {failures} failed")
     return 0 if failures == 0 else 1
+
+
+def _run_batch(arguments, runner, params, inputs):
+    """The -n requests (sids run-0, run-1, …, usrTags tag-N) as one wrapperOnceExecBatch call; prints
+    each request's outcome as exec does. Returns how many failed."""
+    requests = []
+    for call in range(arguments.repeat):
+        request = dict(params)
+        request.setdefault("sid", f"run-{call}")
+        requests.append((request, inputs, f"tag-{call}", arguments.pers))
+    try:
+        outcomes = runner.exec_batch(requests)
+    except PluginError as error:
+        print(f"batch of {len(requests)}: error {error.code}: {runner.describe(error)}")
+        return len(requests)
+    failures = 0
+    for call, outcome in enumerate(outcomes):
+        label = f"request {call}"
+        if isinstance(outcome, PluginError):
+            print(f"{label}: error {outcome.code}: {runner.describe(outcome)}")
+            failures += 1
+            continue
+        if call == 0 or arguments.repeat <= 8:
+            print(f"{label}: ok")
+            print_outputs(outcome)
+        if arguments.out_dir and call == arguments.repeat - 1:
+            try:
+                os.makedirs(arguments.out_dir, exist_ok=True)
+                write_outputs(outcome, arguments.out_dir)
+            except (OSError, ValueError) as error:
+                print(f"{label}: cannot write outputs: {error}")
+                failures += 1
+    return failures
 
 
 def _positive(text):

@@ -1,9 +1,10 @@
 """The plugin's contract checks, in Python, for the local runner. Not an API.
 
 Each check mirrors the Swift code that applies it in libwrapper.so, with the same error codes and
-texts: Response.swift (`OutputBatch`: a Response becomes output), Plugin+Sessions.swift (the handle
-from wrapperCreate), UserWrapper.swift (argument planning by parameter name, status codes) and
-Errors.swift (codes and their summaries). Change them together.
+texts: Response.swift (`OutputBatch`: a Response becomes output), InProcessEngine+Batch.swift (the
+result of wrapperOnceExecBatch), Plugin+Sessions.swift (the handle from wrapperCreate),
+UserWrapper.swift (argument planning by parameter name, status codes) and Errors.swift (codes and
+their summaries). Change them together.
 """
 import sys
 
@@ -91,6 +92,7 @@ KIND_NAMES = {
     "handle": ("handle", "hdl", "session"),
     "patchId": ("patch_id", "patchid", "patch"),
     "resId": ("resid", "res_id", "resourceid", "resource_id"),
+    "requests": ("requests", "reqs", "batch", "request_list", "requestlist"),
 }
 
 # The arguments of each method's newest form (python-api.md), in order.
@@ -107,6 +109,7 @@ NEWEST_FORM = {
     "wrapperDebugInfo": ("handle",),
     "wrapperLoadRes": ("reqData", "patchId"),
     "wrapperUnloadRes": ("patchId",),
+    "wrapperOnceExecBatch": ("requests",),
 }
 
 # Values older forms may ask for by name beyond the newest form's.
@@ -382,6 +385,34 @@ def _str(value):
         return str(value)
     except Exception:
         return ""
+
+
+def check_batch(results, count):
+    """The outcome of each request of a wrapperOnceExecBatch call that returned `results` for `count`
+    requests: a list, in order, of a list of Output (its one-shot output) or a PluginError (its own
+    failure: the Response's error_code, a bad output). Raises PluginError (22005) when `results` is
+    not a list or tuple of `count` items: the whole batch fails."""
+    if not isinstance(results, (list, tuple)):
+        raise PluginError(
+            BAD_RETURN_TYPE, f"Wrapper.wrapperOnceExecBatch returned {describe(results)}, expected a list of "
+            f"{count} Response")
+    results = tuple(results)
+    if len(results) != count:
+        raise PluginError(
+            BAD_RETURN_TYPE, f"Wrapper.wrapperOnceExecBatch returned {len(results)} result(s) for {count} "
+            "request(s): one Response each, in order")
+    outcomes = []
+    for index, result in enumerate(results):
+        try:
+            outcomes.append(check_response(result, once=True))
+        except PluginError as error:
+            if not error.is_plugin_code:
+                outcomes.append(error)  # wrapper.py's own code
+                continue
+            detail = "a Response whose list is empty" if error.code == EMPTY_RESPONSE else error.detail
+            outcomes.append(PluginError(
+                error.code, f"Wrapper.wrapperOnceExecBatch, result {index + 1} of {count}: {detail}"))
+    return outcomes
 
 
 def session_handle(result):

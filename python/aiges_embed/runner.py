@@ -22,7 +22,7 @@ import threading
 import time
 
 import aiges_embed
-from aiges_embed import DataListCls, DataListNode
+from aiges_embed import BatchRequest, DataListCls, DataListNode
 from aiges_embed import _contract as contract
 from aiges_embed import _plugin
 from aiges_embed._contract import DataBegin, DataContinue, DataEnd, DataOnce, PluginError
@@ -188,6 +188,21 @@ class Runner:
         result = self.call(
             "wrapperOnceExec", params=params, reqData=request, usrTag=usr_tag, persId=pers_id, sid=params["sid"])
         return contract.check_response(result, once=True)
+
+    def exec_batch(self, requests):
+        """wrapperOnceExecBatch(requests) with one aiges_embed.BatchRequest per item of `requests`, each
+        a tuple (params, nodes, usr_tag, pers_id) — what exec() takes — as the plugin gathers them with
+        config batch.max_size. Returns, in order, each request's outputs (a list of Output) or its own
+        PluginError (a non-zero error_code, a bad output). Raises PluginError when the whole batch fails
+        (the method raised: 22004; it did not return one Response per request: 22005)."""
+        self._require_running()
+        if not self.defines("wrapperOnceExecBatch"):
+            raise self._missing("wrapperOnceExecBatch")
+        batch = []
+        for params, nodes, usr_tag, pers_id in requests:
+            params = _params(params)
+            batch.append(BatchRequest(params, _request(nodes), usr_tag, pers_id))
+        return contract.check_batch(self.call("wrapperOnceExecBatch", requests=batch), len(batch))
 
     def exec_async(self, params, nodes, usr_tag="async-0", pers_id=0, wait_ms=10000):
         """wrapperOnceExecAsync(params, reqData, usrTag, persId), then its one final result delivered

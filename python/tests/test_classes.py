@@ -5,6 +5,7 @@ import pytest
 
 import aiges_embed
 from aiges_embed import (
+    BatchRequest,
     DataListCls,
     DataListNode,
     Response,
@@ -122,6 +123,17 @@ def test_response():
     assert isinstance(failed, Response) and failed.error_code == 100 and failed.list == []
     assert "Response(error_code=100" in repr(failed)
     assert Response(list=[1], error_code=5).list == [1]
+
+
+def test_batch_request():
+    request = BatchRequest({"sid": "s-1", "appid": "a"}, DataListCls([DataListNode("k", b"v")]), "tag-1", 7)
+    assert (request.params["appid"], request.reqData.get("k").data, request.usrTag, request.persId) == (
+        "a", b"v", "tag-1", 7)
+    assert request.sid == "s-1" and "sid='s-1'" in repr(request)
+    empty = BatchRequest()
+    assert (empty.params, empty.reqData.list, empty.usrTag, empty.persId, empty.sid) == ({}, [], "", 0, "")
+    with pytest.raises(AttributeError):
+        empty.other = 1  # __slots__ only
 
 
 def test_session_create_response():

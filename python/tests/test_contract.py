@@ -9,7 +9,14 @@ import pytest
 
 from aiges_embed import Response, ResponseData, SessionCreateResponse
 from aiges_embed import _contract as contract
-from aiges_embed._contract import PluginError, check_code, check_response, plan_arguments, session_handle
+from aiges_embed._contract import (
+    PluginError,
+    check_batch,
+    check_code,
+    check_response,
+    plan_arguments,
+    session_handle,
+)
 
 from conftest import REPO
 
@@ -174,6 +181,34 @@ def test_take_for_read_stops_at_a_repeated_key_and_at_errors():
     assert queue == [] and contract.take_for_read(queue) == ([], None)
 
 
+def test_each_request_of_a_batch_gets_its_own_outcome():
+    ok, code, bad, empty = check_batch(
+        [Response([node("k", b"one")]), Response.response_err(42), Response([node("x", 5)]), Response([])], 4)
+    assert [(out.key, bytes(out.data), out.status) for out in ok] == [("k", b"one", 3)]
+    assert (code.code, code.is_plugin_code) == (42, False)
+    assert bad.code == contract.INVALID_OUTPUT
+    assert bad.detail == 'Wrapper.wrapperOnceExecBatch, result 3 of 4: "x": data must be bytes-like or str, got int'
+    assert (empty.code, empty.detail) == (
+        contract.EMPTY_RESPONSE, "Wrapper.wrapperOnceExecBatch, result 4 of 4: a Response whose list is empty")
+    [only] = check_batch((Response([node("k", b"t")]),), 1)  # a tuple is accepted
+    assert only[0].key == "k"
+
+
+@pytest.mark.parametrize(
+    "results, detail",
+    [
+        (None, "Wrapper.wrapperOnceExecBatch returned NoneType None, expected a list of 2 Response"),
+        (Response(), "Wrapper.wrapperOnceExecBatch returned Response Response(error_code=0, list=[]), expected a list of 2 "
+         "Response"),
+        ([Response()], "Wrapper.wrapperOnceExecBatch returned 1 result(s) for 2 request(s): one Response each, in order"),
+    ],
+)
+def test_a_batch_not_answered_one_response_per_request_fails_whole(results, detail):
+    with pytest.raises(PluginError) as raised:
+        check_batch(results, 2)
+    assert (raised.value.code, raised.value.detail) == (contract.BAD_RETURN_TYPE, detail)
+
+
 @pytest.mark.parametrize(
     "method, parameters, var_args, plan",
     [
@@ -192,6 +227,10 @@ def test_take_for_read_stops_at_a_repeated_key_and_at_errors():
         ("wrapperOnceExec", [], True, ["params", "reqData", "usrTag", "persId"]),
         ("wrapperError", [("ret", False)], False, ["code"]),
         ("wrapperFini", [("what", False)], False, [None]),
+        ("wrapperOnceExecBatch", [("requests", False)], False, ["requests"]),
+        ("wrapperOnceExecBatch", [("batch", False)], False, ["requests"]),
+        ("wrapperOnceExecBatch", [("items", False)], False, ["requests"]),
+        ("wrapperOnceExecBatch", [], True, ["requests"]),
     ],
 )
 def test_plan_arguments(method, parameters, var_args, plan):
@@ -225,6 +264,14 @@ def test_parameter_names_match_user_wrapper_swift():
     cases = re.findall(r"case \.(\w+): \[([^\]]*)\]", source)
     names = {kind: tuple(re.findall(r'"([^"]+)"', values)) for kind, values in cases if '"' in values}
     assert names == contract.KIND_NAMES
+
+
+@needs_swift
+def test_batch_texts_match_in_process_engine_batch_swift():
+    source = swift_source("InProcessEngine+Batch.swift")
+    for text in ("one Response each, in order", "a Response whose list is empty", "Wrapper.wrapperOnceExecBatch, result ",
+                 "expected a list of "):
+        assert text in source
 
 
 def test_load_time_checks_match_the_plugin(tmp_path, capsys):

@@ -350,6 +350,65 @@ def test_session_failures(capsys, modes):
     assert "session 0: no final result within 100 ms" in out
 
 
+BATCHES = '''
+from aiges_embed import Response, ResponseData
+
+class Wrapper:
+    def wrapperOnceExecBatch(self, requests):
+        if any(r.params.get("mode") == "raise" for r in requests):
+            raise ValueError("no batch today")
+        answers = []
+        for r in requests:
+            if r.params.get("mode") == "code":
+                answers.append(Response.response_err(42))
+                continue
+            out = ResponseData("seen", 0, 1)
+            out.setData(b"%s|%s|%s|%d|%s" % (r.sid.encode(), r.params["sid"].encode(), r.usrTag.encode(), r.persId,
+                                             r.reqData.list[0].data))
+            answers.append(Response(list=[out]))
+        return answers
+
+    def wrapperOnceExec(self, params, reqData):
+        return Response.response_err(7)
+
+    def wrapperError(self, ret):
+        return f"batches says {ret}"
+'''
+
+
+def test_batch_routes_each_request_its_own_answer(capsys, write_wrapper):
+    path = write_wrapper(BATCHES)
+    status, out, _ = run(capsys, "run", path, "--batch", "-n", "3", "--pers", "5", "-i", "in=x")
+    assert status == 0, out
+    assert [line for line in out.splitlines() if "key=seen" in line] == [
+        f'  output[0] key=seen type=0 status=3 len={len(f"run-{n}|run-{n}|tag-{n}|5|x")} data="run-{n}|run-{n}|tag-{n}|5|x"'
+        for n in range(3)
+    ]
+    assert out.splitlines()[-1] == "batch: 3 requests, 0 failed"
+    runner = Runner(path)
+    runner.init()
+    ok, failed = runner.exec_batch(
+        [({"sid": "a"}, [Node("in", b"1")], "t-a", 0), ({"sid": "b", "mode": "code"}, [Node("in", b"2")], "t-b", 0)])
+    assert bytes(ok[0].data) == b"a|a|t-a|0|1"
+    assert (failed.code, runner.describe(failed)) == (42, "batches says 42")
+    runner.fini()
+
+
+def test_batch_failures(capsys, write_wrapper):
+    path = write_wrapper(BATCHES)
+    status, out, err = run(capsys, "run", path, "--batch", "-n", "2", "-p", "mode=raise")
+    assert status == 1
+    assert "batch of 2: error 22004: wrapper.py raised an exception (22004): Wrapper.wrapperOnceExecBatch: " \
+        "ValueError: no batch today" in out
+    assert "Traceback" in err
+    status, out, _ = run(capsys, "run", path, "--batch", "-n", "2", "-p", "mode=code")
+    assert status == 1 and out.count("error 42: batches says 42") == 2
+    status, out, _ = run(capsys, "run", ECHO, "--batch", "-i", "text=x")
+    assert status == 1 and "22006" in out and "defines no Wrapper.wrapperOnceExecBatch" in out
+    status, _, err = run(capsys, "run", path, "--batch", "--async")
+    assert status == 2 and "not allowed with" in err
+
+
 def test_runner_api_and_natives_restored(modes):
     runner = Runner(modes, {"custom": "v"})
     runner.init()

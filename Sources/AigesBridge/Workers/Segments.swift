@@ -256,3 +256,21 @@ final class PeerSegments: @unchecked Sendable {  // state under `lock`
         for mapping in gone { munmap(mapping.base, mapping.size) }
     }
 }
+
+/// Handles a `segment`, `dropSegment` or `release` frame (either side): maps or unmaps one of the
+/// peer's segments, or takes back one of `mine`.
+func handleSegmentFrame(_ reader: inout FrameReader, channel: FrameChannel, mine: SegmentPool, peers: PeerSegments)
+    throws(WireError)
+{
+    let id = try reader.read(UInt32.self)
+    switch reader.kind {
+    case .segment:
+        guard let size = Int(exactly: try reader.read(UInt64.self)) else {
+            throw WireError(what: "segment size out of range")
+        }
+        guard let fd = channel.takeDescriptor() else { throw WireError(what: "segment \(id) came without its memfd") }
+        try peers.map(id: id, size: size, fd: fd)
+    case .dropSegment: peers.drop(id: id)
+    default: mine.release(id)
+    }
+}

@@ -36,6 +36,9 @@ enum FrameKind: UInt16 {
     case finish = 12
     /// (empty; no reply) The async request with this id timed out in the plugin: end it here too.
     case cancel = 14
+    /// UInt32 count, then that many `Call`s: one `wrapperOnceExecBatch`. Its reply: code and text
+    /// (the whole batch), then per call Int32 code, text, and for code 0 its nodes.
+    case execBatch = 15
 
     // either way
     /// UInt32 segment id, UInt64 size; the memfd travels with the frame (SCM_RIGHTS).

@@ -376,19 +376,8 @@ final class WorkerConnection: @unchecked Sendable {  // mutable state under `mon
             route.target.offer(
                 Delivery(batch: count > 0 || ret == 0 ? batch : nil, ret: ret, error: error), final: final,
                 deliverHere: false)
-        case .segment:
-            let id = try reader.read(UInt32.self)
-            guard let size = Int(exactly: try reader.read(UInt64.self)) else {
-                throw WireError(what: "segment size out of range")
-            }
-            guard let fd = channel.takeDescriptor() else {
-                throw WireError(what: "segment \(id) came without its memfd")
-            }
-            try outputs.map(id: id, size: size, fd: fd)
-        case .dropSegment:
-            outputs.drop(id: try reader.read(UInt32.self))
-        case .release:
-            inputs.release(try reader.read(UInt32.self))
+        case .segment, .dropSegment, .release:
+            try handleSegmentFrame(&reader, channel: channel, mine: inputs, peers: outputs)
         case .metric:
             let tag = try reader.readText()
             let key = try reader.readText()

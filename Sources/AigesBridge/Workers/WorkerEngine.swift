@@ -55,10 +55,13 @@ final class WorkerEngine: Engine, @unchecked Sendable {  // mutable state under 
         watchdog =
             Int64(try Settings.integer(settings, "workers.watchdog_ms", default: 30_000, range: 0...86_400_000))
             * 1_000_000
-        // The worker's own plugin runs in-process, loads this very file and leaves metrics to us.
+        // The worker's own plugin runs in-process, loads this very file, and leaves metrics and
+        // batching (whole batches are sent to one worker) to this process.
         let overridden: Set<String> = ["workers", "wrapper.file", "metrics.file"]
         workerConfig =
-            config.filter { !overridden.contains($0.key) && !$0.key.hasPrefix("workers.") }
+            config.filter {
+                !overridden.contains($0.key) && !$0.key.hasPrefix("workers.") && !$0.key.hasPrefix("batch.")
+            }
             + [("workers", "0"), ("wrapper.file", wrapperPath)]
     }
 
@@ -92,7 +95,7 @@ final class WorkerEngine: Engine, @unchecked Sendable {  // mutable state under 
 
     /// The ready worker with the fewest requests in flight (counted in until `leave()`); waits up to
     /// 5 s for one while workers restart.
-    private func pick() throws(PluginError) -> WorkerConnection {
+    func pick() throws(PluginError) -> WorkerConnection {
         let deadline = monotonicNow() + 5_000_000_000
         return try monitor.withLock { () throws(PluginError) -> WorkerConnection in
             while true {

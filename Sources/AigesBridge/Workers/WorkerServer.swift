@@ -77,19 +77,8 @@ public enum WorkerServer {
     private static func handleControl(_ frame: ReceivedFrame) throws(WireError) -> Bool {
         var reader = frame.reader
         switch frame.kind {
-        case .segment:
-            let id = try reader.read(UInt32.self)
-            guard let size = Int(exactly: try reader.read(UInt64.self)) else {
-                throw WireError(what: "segment size out of range")
-            }
-            guard let fd = channel.takeDescriptor() else {
-                throw WireError(what: "segment \(id) came without its memfd")
-            }
-            try inputs.map(id: id, size: size, fd: fd)
-        case .dropSegment:
-            inputs.drop(id: try reader.read(UInt32.self))
-        case .release:
-            outputs.release(try reader.read(UInt32.self))
+        case .segment, .dropSegment, .release:
+            try handleSegmentFrame(&reader, channel: channel, mine: outputs, peers: inputs)
         case .initialize:
             serveInitialize(frame)  // on this thread: nothing else arrives before its reply
         case .cancel:
@@ -158,6 +147,16 @@ public enum WorkerServer {
                 }
                 putOutput(code, response, into: &reply)
                 if response != nil { try? Plugin.releaseExecOutput(&response) }
+            case .execBatch:
+                let count = Int(try reader.read(UInt32.self))
+                guard count > 0, count <= 1 << 16 else { throw WireError(what: "a batch of \(count)") }
+                var calls: [Call] = []
+                for _ in 0..<count { calls.append(try Call(&reader, &lists)) }
+                let leases = calls.map {
+                    SharedInputs.register(payloads: $0.payloads, segments: $0.segments, release: releaseInput)
+                }
+                defer { leases.forEach(SharedInputs.unregister) }
+                serveBatch(calls, into: &reply)
             case .execAsync:
                 let call = try Call(&reader, &lists)
                 let timeout = try reader.read(Int32.self)
@@ -267,6 +266,38 @@ public enum WorkerServer {
         for lease in leases { outputs.doneWriting(lease, sent: sent) }
     }
 
+    /// Runs one `wrapperOnceExecBatch` through this worker's own engine and writes each result.
+    private static func serveBatch(_ calls: [Call], into reply: inout FrameWriter) {
+        let results: [Result<OutputBatch, PluginError>]
+        do throws(PluginError) {
+            let engine = try Plugin.running()
+            results = try calls.withTags { onceCalls throws(PluginError) in try engine.execBatch(onceCalls) }
+        } catch {
+            ErrorTexts.record(error)
+            return put(error, into: &reply)
+        }
+        let id = reply.id
+        put(nil, into: &reply)
+        reply.put(UInt32(results.count))
+        for result in results {
+            switch result {
+            case .failure(let error):
+                ErrorTexts.record(error)
+                put(error, into: &reply)
+            case .success(let batch):
+                reply.put(Int32(0))
+                reply.put("")
+                do throws(PluginError) {
+                    _ = try reply.put(nodes: batch.head, "output", pool: outputs)
+                } catch {
+                    for lease in reply.leases { outputs.doneWriting(lease, sent: false) }
+                    reply = FrameWriter(.reply, id: id)
+                    return put(error, into: &reply)
+                }
+            }
+        }
+    }
+
     /// Session handles → the tag copy routed for that session.
     private static let sessionTags = Mutex<[UInt: UInt]>([:])  // handle → tag address
 
@@ -275,7 +306,7 @@ public enum WorkerServer {
     }
 
     /// One request's arguments as read from a frame (pointers into `lists` and the frame).
-    private struct Call {
+    struct Call {
         var tag: [CChar]
         var params: UnsafeMutablePointer<ParamList>?
         var request: UnsafeMutablePointer<DataList>?
@@ -415,5 +446,19 @@ public enum WorkerServer {
         var frame = FrameWriter(.release, id: 0)
         frame.put(id)
         channel.send(frame.finish())
+    }
+}
+
+extension Array where Element == WorkerServer.Call {
+    /// The calls as `OnceCall`s, their usrTag C strings valid during `body`.
+    func withTags<Result>(_ body: ([OnceCall]) throws(PluginError) -> Result) throws(PluginError) -> Result {
+        let tags = map { call in call.tag.withUnsafeBufferPointer { strdup($0.baseAddress.unsafelyUnwrapped) } }
+        defer { tags.forEach { free($0) } }  // strdup'd above
+        let calls = zip(self, tags).map { call, tag in
+            OnceCall(
+                usrTag: UnsafePointer(tag), params: call.params, request: call.request,
+                personalisationIds: call.persIds, personalisationCount: call.persCount)
+        }
+        return try body(calls)
     }
 }

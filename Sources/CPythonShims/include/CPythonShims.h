@@ -65,13 +65,7 @@ int aiges_py_buffer_writable(const Py_buffer *view);
 
 /** CLOCK_MONOTONIC in nanoseconds. */
 long long aiges_monotonic_ns(void);
-/** The entry gate (see GIL.swift): a process-wide mutex taken at most `wait_ns` (monotonic clock).
-    Returns 1 if taken (the calling thread then holds it), 0 if not. */
-int aiges_gate_enter(long long wait_ns);
-/** Releases the gate if the calling thread holds it. */
-void aiges_gate_leave(void);
-/** Whether the calling thread holds the gate. */
-int aiges_gate_held(void);
+
 /** Count calls into wrapper.py in progress, in the process and on the calling thread. */
 void aiges_calls_enter(void);
 void aiges_calls_leave(void);
@@ -88,6 +82,33 @@ long aiges_thread_id(void);
 
 /** The path of the shared object containing address (dladdr), or NULL. */
 const char *aiges_shared_object_path(const void *address);
+
+/* ---- the entry gate (gate.c; see GIL.swift) ---- */
+
+/** Sets how long an owner keeps the gate while others wait (`stint_ns`) and how long a parked gate
+    is kept for its owner against a newcomer (`grace_ns`). */
+void aiges_gate_configure(long long stint_ns, long long grace_ns);
+/** Takes the gate: at once if it is free or parked by this thread (or parked, not taken back within
+    the grace, and nobody waits); else waits in order to be handed it — until the owner's call has run
+    `wait_ns` without holding the GIL, when every waiter goes for the GIL directly. Returns 1 if the
+    calling thread owns the gate (and is inside a call), 0 if not (the gate is off, or go directly). */
+int aiges_gate_enter(long long wait_ns);
+/** The end of the owner's call: keeps the gate parked for its next call, or hands it to the first
+    waiter (its stint is over, or it was slow to come back). Does nothing if the thread is not inside. */
+void aiges_gate_leave(void);
+/** Hands the gate to the first waiter, or frees it, now (before calling into the loader). */
+void aiges_gate_release(void);
+/** Whether the calling thread owns the gate and is inside a call. */
+int aiges_gate_held(void);
+/** 1 if `thread_state` holds the GIL now, 0 if it does not, -1 if this Python's state cannot be read
+    (gil_probe.c). */
+int aiges_py_gil_held_by(const void *thread_state);
+/** The calling thread's Python thread state (PyGILState_GetThisThreadState), or NULL; no GIL needed. */
+const void *aiges_py_own_thread_state(void);
+/** Since the process started: stints handed from one thread to another, and times waiters went for the
+    GIL directly because the owner was in a long call. */
+long aiges_gate_handovers(void);
+long aiges_gate_directs(void);
 
 /* ---- worker processes (process.c) ---- */
 
