@@ -57,6 +57,7 @@ final class Batcher: @unchecked Sendable {  // mutable state only under `monitor
     private var running = 0  // batches taken and not yet done
     private var runners: [pthread_t] = []  // threads running one of them now
     private var callers = 0  // `wrapperExec` callers inside `exec`
+    private var callerThreads: [pthread_t] = []  // their threads
     private var driving = false  // a pool thread waits for async requests' batches
     private var closed = false
     /// How late timed waits wake (ns, a moving average): batches are taken this much before they are
@@ -108,14 +109,21 @@ final class Batcher: @unchecked Sendable {  // mutable state only under `monitor
     /// due batch, on this thread when one is due) and returns its own result.
     func exec(_ call: OnceCall) throws(PluginError) -> OutputBatch {
         let entry = Entry(call: call)
-        let outcome = try monitor.withLock { () throws(PluginError) -> Result<OutputBatch, PluginError> in
+        let outcome = try monitor.withLock { () throws(PluginError) -> Result<OutputBatch, PluginError>? in
             guard !closed else {
                 throw PluginError(.notInitialized, "wrapperFini ran while wrapperExec was in progress")
             }
+            // A loader hook called from inside a batch (callback_metric, callback_trace) that calls
+            // wrapperExec: served on its own, since its batch could only run after the one it is in.
+            if runners.contains(where: { pthread_equal($0, pthread_self()) != 0 }) { return nil }
             enqueue(entry)
             callers += 1
+            callerThreads.append(pthread_self())
             defer {
                 callers -= 1
+                if let index = callerThreads.firstIndex(where: { pthread_equal($0, pthread_self()) != 0 }) {
+                    callerThreads.remove(at: index)
+                }
                 if closed { monitor.broadcast() }
             }
             while true {
@@ -127,6 +135,7 @@ final class Batcher: @unchecked Sendable {  // mutable state only under `monitor
                 waitForChange()
             }
         }
+        guard let outcome else { return try engine.exec(call) }
         return try outcome.get()
     }
 
@@ -157,8 +166,10 @@ final class Batcher: @unchecked Sendable {  // mutable state only under `monitor
             queue.removeAll { $0.target != nil }  // their targets end with 22018 in wrapperFini
             monitor.broadcast()
             let deadline = monotonicNow() + Int64(seconds) * 1_000_000_000
-            let here = runners.count { pthread_equal($0, pthread_self()) != 0 }  // wrapperFini from a callback
-            while callers > 0 || running > here {
+            // wrapperFini from a loader hook or callback on a thread running a batch, or waiting in exec.
+            let here = runners.count { pthread_equal($0, pthread_self()) != 0 }
+            let hereCalling = callerThreads.count { pthread_equal($0, pthread_self()) != 0 }
+            while callers > hereCalling || running > here {
                 guard monitor.wait(until: deadline) else { break }
             }
             return running - here
@@ -171,7 +182,9 @@ final class Batcher: @unchecked Sendable {  // mutable state only under `monitor
     /// Appends to the queue (monitor held); a full queue wakes a waiting thread to take the batch now.
     private func enqueue(_ entry: Entry) {
         queue.append(entry)
-        if queue.count >= limits.maxSize { monitor.broadcast() }
+        // Full: take it now. First in an empty queue: a thread waiting without a deadline (the
+        // queue was empty) must learn when this one is due.
+        if queue.count >= limits.maxSize || queue.count == 1 { monitor.broadcast() }
     }
 
     /// The batch to run now, if one is due and may run (monitor held): the oldest requests, at most
@@ -231,6 +244,8 @@ final class Batcher: @unchecked Sendable {  // mutable state only under `monitor
                     Batcher.threads.submit { [self] in monitor.withLock { run(batch) } }
                     continue
                 }
+                // takeDue dropped requests that timed out: none may be left to wait for.
+                guard queue.contains(where: { $0.target != nil }) else { break }
                 waitForChange()
             }
             driving = false

@@ -299,5 +299,7 @@ void scenario_batch_mixed(void);
 void scenario_batch_free_independent(void);
 void scenario_batch_timeout_queued(void);
 void scenario_batch_fini_in_flight(void);
+void scenario_batch_lone_after_timeout(void);
+void scenario_batch_hook_reenters(void);
 
 #endif

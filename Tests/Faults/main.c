@@ -87,6 +87,10 @@ static const Scenario scenarios[] = {
     {"batch-fini-in-flight", scenario_batch_fini_in_flight,
      "batch.max_size=4;batch.max_delay_us=2000000;fixture.sleep_ms=300",
      "batching: wrapperFini with a batch in flight and requests queued: one outcome each before it returns"},
+    {"batch-lone-after-timeout", scenario_batch_lone_after_timeout, "batch.max_size=8;batch.max_delay_us=300000",
+     "batching: a lone async request is still sent after an earlier one timed out while queued"},
+    {"batch-hook-reenters", scenario_batch_hook_reenters, "batch.max_size=8;batch.max_delay_us=2000",
+     "batching: a meter hook inside a batch calls wrapperExec, then wrapperFini; neither waits on its own batch"},
     {"stress", scenario_stress, "async.timeout_ms=30000",
      "8 threads mix exec, async (timeouts), pull and push sessions for stress.seconds (60); wrapperFini "
      "with work pending; RSS stays flat",

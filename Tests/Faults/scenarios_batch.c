@@ -399,3 +399,90 @@ void scenario_batch_fini_in_flight(void) {
     sleep_ms(500);
     if (tracker_total() != total) fail("%d callback(s) came after wrapperFini returned", tracker_total() - total);
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * batch-lone-after-timeout (batch.max_size=8, batch.max_delay_us=300000): an async request with a
+ * 20 ms timeout times out while queued; after its batch was due (300 ms), a lone async request (timeout 0) must still be
+ * sent when its max_delay_us passed and get its own result — before the fix the batch's driver
+ * thread slept on the emptied queue and the request waited for wrapperFini.
+ */
+
+void scenario_batch_lone_after_timeout(void) {
+    if (init_plugin() != 0) return;
+    Pair mode = {"mode", "echo"};
+    Tag *first = tag_new("timed-out");
+    step("wrapperExecAsync %s (timeout 20 ms, queued for 300 ms)", first->text);
+    int code = send_async(first, first->text, &mode, 1, "first", 20);
+    if (code != 0) fail("%s: wrapperExecAsync returned %d: %s", first->text, code, error_text(code));
+    Tag *firsts[1] = {first};
+    TagSet one = {firsts, 1};
+    tracker_wait(all_finished, &one, 2000);
+    sleep_ms(500);  // past the moment its batch was due: the queue was found empty then
+    Tag *lone = tag_new("lone");
+    step("wrapperExecAsync %s (no timeout)", lone->text);
+    code = send_async(lone, lone->text, &mode, 1, "second", 0);
+    if (code != 0) fail("%s: wrapperExecAsync returned %d: %s", lone->text, code, error_text(code));
+    Tag *lones[1] = {lone};
+    TagSet second = {lones, 1};
+    tracker_wait(all_finished, &second, 2000);
+    tracker_lock();
+    Tag a = *first, b = *lone;
+    tracker_unlock();
+    if (a.callbacks != 1 || a.firstRet != TIMEOUT_RET) fail("%s: expected one 22012, got %d callback(s), ret %d", a.text, a.callbacks, a.firstRet);
+    if (b.callbacks != 1 || b.firstRet != 0) {
+        fail("%s: %d callback(s) within 2 s (ret %d), expected its result after about 300 ms", b.text, b.callbacks,
+             b.firstRet);
+    } else {
+        note("%s: its result came %.0f ms after wrapperExecAsync", b.text, (double)(b.finalNs - b.enteredNs) / 1e6);
+    }
+    fini_plugin();
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * batch-hook-reenters (batch.max_size=8, batch.max_delay_us=2000): wrapperOnceExecBatch calls
+ * callback_metric, and the loader's meter hook — on the thread running the batch — calls wrapperExec
+ * (it must be served, not wait for a batch after the one it is in), then, in a second round,
+ * wrapperFini (it must not wait for the very caller whose batch is running).
+ */
+
+static volatile int hookAction; /* 1: wrapperExec, 2: wrapperFini */
+static volatile int hookCode = -1;
+
+static int reentering_meter(const void *usrTag, const char *key, int count) {
+    (void)usrTag, (void)key, (void)count;
+    if (hookAction == 1) {
+        Pair pairs[2] = {{"sid", "nested"}, {"mode", "echo"}};
+        pParamList params = params_build(pairs, 2);
+        pDataList request = data_text("input", "nested", DataOnce);
+        pDataList response = NULL;
+        hookCode = P.exec("nested", params, request, &response, NULL, 0);
+        if (response != NULL) P.execFree("nested", &response);
+        params_free(params);
+        data_free(request);
+    } else if (hookAction == 2) {
+        hookCode = P.fini();
+    }
+    return 0;
+}
+
+void scenario_batch_hook_reenters(void) {
+    for (int round = 1; round <= 2; round++) {
+        hookAction = round;
+        hookCode = -1;
+        P.setCtrl(CTMeterCustom, (void *)reentering_meter);
+        if (init_plugin() != 0) return;
+        SyncCall outer;
+        step("round %d: wrapperExec whose batch calls callback_metric; the hook calls %s", round,
+             round == 1 ? "wrapperExec" : "wrapperFini");
+        int64_t started = now_ns();
+        start_call(&outer, round == 1 ? "outer-exec" : "outer-fini", "metric", NULL, 0);
+        if (join_call(&outer) != 0) return;
+        double took = (double)(now_ns() - started) / 1e6;
+        expect_call(&outer, 0);
+        if (hookCode != 0) fail("round %d: the hook's %s returned %d (%s)", round, round == 1 ? "wrapperExec" : "wrapperFini", hookCode, error_text(hookCode));
+        if (took > 2000) fail("round %d: wrapperExec took %.0f ms (the hook's call waited on its own batch)", round, took);
+        note("round %d: wrapperExec took %.0f ms", round, took);
+        P.setCtrl(CTMeterCustom, NULL);
+        if (round == 1) fini_plugin();
+    }
+}

@@ -134,6 +134,9 @@ import Testing
         .serialized,  // two of them measure callback lateness against 80-100 ms limits
         arguments: [
             "batch-errors", "batch-mixed", "batch-free-independent", "batch-timeout-queued", "batch-fini-in-flight",
+            // Found by a review of eba057e: a lone async request after a queued timeout waited for
+            // wrapperFini; a meter hook inside a batch calling wrapperExec deadlocked, wrapperFini stalled 10 s.
+            "batch-lone-after-timeout", "batch-hook-reenters",
         ])
     func adversarialScenarios(scenario: String) throws {
         // Debug malloc poisons freed memory: an output freed by another request's wrapperExecFree shows.

@@ -23,7 +23,7 @@ wrapperFini records "fini".
 import threading
 import time
 
-from aiges_embed import Response, ResponseData
+from aiges_embed import Response, ResponseData, callback_metric
 
 DataOnce = 3
 
@@ -76,6 +76,8 @@ class Wrapper:
             raise ValueError(f"batch of {len(requests)} refused")
         results = []
         for request, mode in zip(requests, modes):
+            if mode == "metric":  # the loader's meter hook runs on this batch's thread, inside the batch
+                self.record(f"metric_ret {callback_metric(request.usrTag, 'batch', 1)}")
             if mode == "fail":
                 results.append(Response(error_code=int(request.params.get("code", "7"))))
             elif mode == "bad_output":
