@@ -3,7 +3,7 @@ import Glibc
 
 /// A one-shot call's C arguments copied into memory the plugin owns, for a request that outlives
 /// the loader's call: an async request waiting in a `Batcher` (the loader frees its lists as soon as
-/// `wrapperExecAsync` returns).
+/// `wrapperExecAsync` returns), or personalisation data kept to load into each new worker process.
 ///
 /// The copy is byte for byte — the usrTag, every params entry (`vlen` bytes), every request node
 /// (key, data, `len`, type, status) and its desc — in lists like the loader's (without the NULL-key

@@ -62,17 +62,6 @@ typedef struct {
     long floorMedian, floorP99;
 } Run;
 
-static long now_ns(void) {
-    struct timespec time;
-    clock_gettime(CLOCK_MONOTONIC, &time);
-    return time.tv_sec * 1000000000L + time.tv_nsec;
-}
-
-static int compare_long(const void *a, const void *b) {
-    long x = *(const long *)a, y = *(const long *)b;
-    return (x > y) - (x < y);
-}
-
 static void *caller(void *argument) {
     Run *run = argument;
     unsigned char *payload = malloc(run->workload->input);

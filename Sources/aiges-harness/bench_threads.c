@@ -22,17 +22,6 @@
 #define LONE_CALLS 101
 #define TINY_CALLS 100000   /* per run, split over the threads */
 
-static long clock_ns(void) {
-    struct timespec time;
-    clock_gettime(CLOCK_MONOTONIC, &time);
-    return time.tv_sec * 1000000000L + time.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    long x = *(const long *)a, y = *(const long *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(const double *values, int count) {
     double sorted[CONTENTION_ROUNDS > BATCH_ROUNDS ? CONTENTION_ROUNDS : BATCH_ROUNDS];
     memcpy(sorted, values, sizeof *values * (size_t)count);
@@ -65,10 +54,10 @@ static void *call_loop(void *argument) {
     pDataList request = data_build(&spec, 1, NULL);
     for (long call = 0; call < caller->calls; call++) {
         pDataList response = NULL;
-        long start = clock_ns();
+        long start = now_ns();
         int code = caller->plugin->exec("bench", paramList, request, &response, NULL, 0);
         if (response != NULL) code |= caller->plugin->execFree("bench", &response);
-        if (caller->samples != NULL) caller->samples[call] = clock_ns() - start;
+        if (caller->samples != NULL) caller->samples[call] = now_ns() - start;
         if (code != 0 && caller->failures++ == 0) {
             printf("bench: call failed: %d: %s\n", code, caller->plugin->error(code));
         }
@@ -84,16 +73,16 @@ static double run_callers(Plugin *plugin, int threads, long calls, size_t input,
     Caller callers[BATCH_THREADS];
     pthread_t ids[BATCH_THREADS];
     long *samples = p99 ? calloc((size_t)(threads * calls), sizeof *samples) : NULL;
-    long start = clock_ns();
+    long start = now_ns();
     for (int t = 0; t < threads; t++) {
         callers[t] = (Caller){plugin, calls, input, samples ? samples + t * calls : NULL, 0};
         pthread_create(&ids[t], NULL, call_loop, &callers[t]);
     }
     for (int t = 0; t < threads; t++) pthread_join(ids[t], NULL);
-    long wall = clock_ns() - start;
+    long wall = now_ns() - start;
     for (int t = 0; t < threads; t++) *failures += callers[t].failures;
     if (samples != NULL) {
-        qsort(samples, (size_t)(threads * calls), sizeof *samples, by_value);
+        qsort(samples, (size_t)(threads * calls), sizeof *samples, compare_long);
         *p99 = samples[threads * calls * 99 / 100] / 1000.0;
         free(samples);
     }
@@ -139,7 +128,7 @@ static double device_run(const Options *options, Plugin *plugin, const char *max
     if (lone) {
         Caller caller = {plugin, LONE_CALLS, 1024, calloc(LONE_CALLS, sizeof(long)), 0};
         call_loop(&caller);
-        qsort(caller.samples, LONE_CALLS, sizeof(long), by_value);
+        qsort(caller.samples, LONE_CALLS, sizeof(long), compare_long);
         result = caller.samples[LONE_CALLS / 2] / 1000.0;
         free(caller.samples);
         *failures += caller.failures;

@@ -19,17 +19,6 @@ typedef struct {
     long *samples; /* ns of wrapperExec + wrapperExecFree per request, indexed by call; NULL: not kept */
 } Caller;
 
-static long now_ns(void) {
-    struct timespec time;
-    clock_gettime(CLOCK_MONOTONIC, &time);
-    return time.tv_sec * 1000000000L + time.tv_nsec;
-}
-
-static int compare_long(const void *a, const void *b) {
-    long x = *(const long *)a, y = *(const long *)b;
-    return (x > y) - (x < y);
-}
-
 static pthread_mutex_t printLock = PTHREAD_MUTEX_INITIALIZER;
 
 /* One request, built and freed like the loader does; returns 0 on success. */

@@ -387,6 +387,17 @@ static int trace_hook(const char *usrTag, const char *key, const char *value) {
     return 0;
 }
 
+long now_ns(void) {
+    struct timespec time;
+    clock_gettime(CLOCK_MONOTONIC, &time);
+    return time.tv_sec * 1000000000L + time.tv_nsec;
+}
+
+int compare_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
 long rss_kib(void) {
     long pages = 0, resident = 0;
     FILE *file = fopen("/proc/self/statm", "r");

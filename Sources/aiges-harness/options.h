@@ -75,6 +75,12 @@ int unload_resources(const Options *options, Plugin *plugin);
 /* Resident set size of this process in KiB. */
 long rss_kib(void);
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+long now_ns(void);
+
+/* qsort comparator for longs, ascending (latency samples). */
+int compare_long(const void *a, const void *b);
+
 /* The request params of -p, plus ("sid", sid) unless -p gave a sid, as a loader-style list. */
 pParamList request_params(const Options *options, const char *sid);
 

@@ -37,6 +37,14 @@ enum Harness {
     /// An example wrapper.py under examples/.
     static func example(_ name: String) -> String { root.appending(path: "examples/\(name)/wrapper.py").path }
 
+    /// `arguments` with `--so library` after the mode (or first, when no mode is given).
+    static func withLibrary(_ arguments: [String], _ library: String) -> [String] {
+        var arguments = arguments
+        let modeGiven = arguments.first.map { !$0.hasPrefix("-") } ?? false
+        arguments.insert(contentsOf: ["--so", library], at: modeGiven ? 1 : 0)
+        return arguments
+    }
+
     /// Runs the harness with `arguments` (and `--so dist/libwrapper.so` unless `library` is nil).
     /// A run still going after `timeout` seconds (a deadlock) is killed and reported as exit 137.
     static func run(
@@ -45,11 +53,7 @@ enum Harness {
     ) throws -> Run {
         let process = Process()
         process.executableURL = executable ?? dist.appending(path: "aiges-harness")
-        var arguments = arguments
-        if let library {
-            let modeGiven = arguments.first.map { !$0.hasPrefix("-") } ?? false
-            arguments.insert(contentsOf: ["--so", library], at: modeGiven ? 1 : 0)
-        }
+        let arguments = library.map { withLibrary(arguments, $0) } ?? arguments
         process.arguments = arguments
         process.currentDirectoryURL = directory ?? root
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

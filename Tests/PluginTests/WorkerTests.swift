@@ -385,11 +385,8 @@ final class BackgroundRun: @unchecked Sendable {  // mutable state under `lock`
 
     /// Starts the harness with `arguments` (and `--so` the plugin, as `Harness.run` does).
     init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        var arguments = arguments
-        let modeGiven = arguments.first.map { !$0.hasPrefix("-") } ?? false
-        arguments.insert(contentsOf: ["--so", Harness.library], at: modeGiven ? 1 : 0)
         process.executableURL = Harness.dist.appending(path: "aiges-harness")
-        process.arguments = arguments
+        process.arguments = Harness.withLibrary(arguments, Harness.library)
         process.currentDirectoryURL = Harness.root
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe()

@@ -147,9 +147,6 @@ final class SegmentPool: @unchecked Sendable {  // state under `lock`
         }
     }
 
-    /// Bytes mapped (free and in use), for the metrics.
-    var mappedBytes: Int { lock.withLock { $0.segments.values.reduce(0) { $0 + $1.size } } }
-
     /// The peer is gone: unmaps every segment no thread here is writing into (those go at their
     /// `doneWriting`). Nothing here reads a segment once its message was sent.
     func close() {

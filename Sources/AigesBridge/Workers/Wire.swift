@@ -152,9 +152,6 @@ struct FrameReader {
         self.owner = owner
     }
 
-    /// Whether the body has been read to its end.
-    var atEnd: Bool { offset == body.count }
-
     mutating func read<T: FixedWidthInteger>(_ type: T.Type = T.self) throws(WireError) -> T {
         let size = MemoryLayout<T>.size
         guard offset + size <= body.count else { throw WireError(what: "\(kind) frame too short") }

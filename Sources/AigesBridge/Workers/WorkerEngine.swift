@@ -31,7 +31,7 @@ final class WorkerEngine: Engine, @unchecked Sendable {  // mutable state under 
     private var slots: [WorkerSlot] = []
     private let monitor = Monitor()
     private var methods: UInt32 = 0
-    private var resources: [(resId: UInt32, data: CopiedList)] = []
+    private var resources: [(resId: UInt32, data: CopiedCall)] = []  // kept to load into new workers
     private var stopping = false
     private var finishing = false
     private var finishCode: Int32 = 0
@@ -286,7 +286,8 @@ final class WorkerEngine: Engine, @unchecked Sendable {  // mutable state under 
     // twice into one worker or left behind by an unload.
 
     func loadResource(_ data: UnsafeMutablePointer<DataList>?, resId: UInt32, patch: String) throws(PluginError) {
-        let copy = try CopiedList(data)
+        // Byte for byte (the loader frees its list when this call returns): loaded again into new workers.
+        let copy = try CopiedCall(OnceCall(usrTag: nil, params: nil, request: data, personalisationId: 0))
         monitor.withLock { resources.append((resId, copy)) }
         var loaded: [WorkerConnection] = []
         for worker in slots.compactMap(\.ready) where worker.claim(resource: resId) {
@@ -337,10 +338,10 @@ final class WorkerEngine: Engine, @unchecked Sendable {  // mutable state under 
         }
     }
 
-    private func load(_ data: CopiedList, resId: UInt32, into worker: WorkerConnection) throws(PluginError) {
+    private func load(_ data: CopiedCall, resId: UInt32, into worker: WorkerConnection) throws(PluginError) {
         var frame = FrameWriter(.loadResource, id: worker.makeID())
         frame.put(resId)
-        _ = try frame.put(nodes: data.head, "perData", pool: worker.inputs)
+        _ = try frame.put(nodes: data.call.request, "perData", pool: worker.inputs)
         _ = try worker.request(frame)
     }
 
@@ -399,9 +400,6 @@ final class WorkerEngine: Engine, @unchecked Sendable {  // mutable state under 
             throw PluginError(.internalError, "worker \(worker.slot) sent a malformed output: \(error.what)")
         }
     }
-
-    /// The worker processes' pids (0 for one not running), in slot order.
-    var pids: [pid_t] { slots.map(\.pid) }
 }
 
 /// A session opened in a worker process: that process and the session's handle there.
@@ -424,41 +422,6 @@ final class WorkerSession: SessionLink, @unchecked Sendable {  // `lost` under `
     var lost: PluginError? { lock.withLock { $0 } }
 
     func markLost(_ error: PluginError) { lock.withLock { $0 = error } }
-}
-
-/// A copy of a loader `DataList` the plugin keeps (personalisation data, loaded again into each
-/// restarted worker).
-final class CopiedList: @unchecked Sendable {  // immutable after init
-    private var memory = CAllocations()
-    private(set) var head: UnsafeMutablePointer<DataList>?
-
-    init(_ source: UnsafeMutablePointer<DataList>?) throws(PluginError) {
-        var entries: [DataEntry] = []
-        try forEachData(source, "perData") { entries.append($0) }
-        guard !entries.isEmpty else { return }
-        let nodes = try memory.allocate(DataList.self, count: entries.count)
-        for (index, entry) in entries.enumerated() {
-            nodes[index].key = try memory.copy(
-                UnsafeRawBufferPointer(start: entry.key, count: strlen(entry.key)), terminated: true
-            )
-            .assumingMemoryBound(to: CChar.self)
-            nodes[index].data = entry.bytes.count > 0 ? try memory.copy(entry.bytes) : nil
-            nodes[index].len = UInt32(entry.bytes.count)
-            nodes[index].type = DataType(rawValue: entry.type)
-            nodes[index].status = DataStatus(rawValue: entry.status)
-            var desc: [(key: String, value: String)] = []
-            try forEachParam(entry.desc, "desc") { item in
-                desc.append(
-                    (
-                        String(cString: item.key),
-                        String(decoding: UnsafeRawBufferPointer(start: item.value, count: item.length), as: UTF8.self)
-                    ))
-            }
-            nodes[index].desc = try memory.paramList(desc)
-            nodes[index].next = index + 1 < entries.count ? nodes + index + 1 : nil
-        }
-        head = nodes
-    }
 }
 
 extension FrameWriter {

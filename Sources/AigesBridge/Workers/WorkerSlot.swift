@@ -24,8 +24,6 @@ final class WorkerSlot: @unchecked Sendable {  // mutable state under `monitor`
     /// Processes that died or were killed (for the metrics).
     var deaths: Int { monitor.withLock { deathCount } }
     private var deathCount = 0
-    /// The pid of the running process (0 if none), for tests and logs.
-    var pid: pid_t { monitor.withLock { connection?.pid ?? 0 } }
 
     init(index: Int, engine: WorkerEngine) {
         self.index = index
